@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
 
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
+        .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
+        .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices"]),
     ],
     swiftLanguageModes: [.v6]
 )
