@@ -24,9 +24,11 @@ let package = Package(
     targets: [
         .target(name: "CSwiftlet"),
         .target(name: "SwiftletSystem", dependencies: ["CSwiftlet"]),
+        .target(name: "SwiftletKVM", dependencies: ["CSwiftlet", "SwiftletSystem"]),
         .target(name: "SwiftletMemory", dependencies: ["SwiftletSystem"]),
         .target(name: "SwiftletBoot", dependencies: ["SwiftletMemory", "SwiftletSystem"]),
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
+        .target(name: "SwiftletVCPU", dependencies: ["CSwiftlet", "SwiftletKVM", "SwiftletDevices", "SwiftletMemory", "SwiftletSystem"]),
 
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),

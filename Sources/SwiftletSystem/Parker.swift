@@ -24,6 +24,19 @@ public final class FutexWord: @unchecked Sendable {
     public func exchange(_ value: UInt32) -> UInt32 { swl_atomic_exchange_u32(word, value) }
     @discardableResult
     public func add(_ value: UInt32) -> UInt32 { swl_atomic_fetch_add_u32(word, value) }
+    /// Sets `bits`; returns the previous value.
+    @discardableResult
+    public func setBits(_ bits: UInt32) -> UInt32 { swl_atomic_fetch_or_u32(word, bits) }
+    /// Clears `bits`; returns the previous value.
+    @discardableResult
+    public func clearBits(_ bits: UInt32) -> UInt32 { swl_atomic_fetch_and_u32(word, ~bits) }
+    /// Replaces `expected` with `desired` if the word holds `expected`;
+    /// returns the value it held.
+    public func compareExchange(expected: UInt32, desired: UInt32) -> UInt32 {
+        var seen = expected
+        _ = swl_atomic_cas_u32(word, &seen, desired)
+        return seen
+    }
 
     /// Sleeps while the word equals `expected`, at most `timeoutNanoseconds`
     /// (nil: no limit). Returns on a wake, a change, a signal or the timeout;

@@ -118,6 +118,15 @@ static inline uint32_t swl_atomic_exchange_u32(uint32_t *p, uint32_t v) {
 static inline uint32_t swl_atomic_fetch_add_u32(uint32_t *p, uint32_t v) {
   return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
+static inline uint32_t swl_atomic_fetch_or_u32(uint32_t *p, uint32_t v) {
+  return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t swl_atomic_fetch_and_u32(uint32_t *p, uint32_t v) {
+  return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int swl_atomic_cas_u32(uint32_t *p, uint32_t *expected, uint32_t desired) {
+  return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 
 /* ---- other system calls ----------------------------------------------- */
 
