@@ -9,6 +9,7 @@ import SwiftletMemory
 public enum X86Layout {
     /// Protected/long-mode GDT built by the VMM (6 descriptors, see `BootGDT`).
     public static let gdtAddress = GuestAddress(0x500)
+    public static let gdtSize: UInt64 = UInt64(BootGDT.descriptors.count * 8)
     /// Multiboot information structure or other boot information page.
     public static let bootInfoAddress = GuestAddress(0x6000)
     public static let bootInfoSize: UInt64 = 0x1000
@@ -16,15 +17,25 @@ public enum X86Layout {
     /// four page directories covering the first 4 GiB with 2 MiB pages.
     public static let pageTableAddress = GuestAddress(0x9000)
     public static let pageTableSize: UInt64 = 0x6000
+    /// Within the page tables: the PML4 (one page), then the PDPT, then the
+    /// four page directories, one per GiB.
+    public static let pml4Address = pageTableAddress
+    public static let pdptAddress = GuestAddress(0xA000)
+    public static let pageDirectoryAddress = GuestAddress(0xB000)
     /// Kernel command line (NUL-terminated), at most `commandLineMaxSize` bytes.
     public static let commandLineAddress = GuestAddress(0x20000)
     public static let commandLineMaxSize: UInt64 = 0x10000
     /// Initial stack for direct 64-bit entry; grows down from here.
     public static let bootStackTop = GuestAddress(0x80000)
+    public static let bootStackBottom = GuestAddress(0x70000)
     /// End of conventional RAM: [0x9fc00, 1 MiB) is reserved as on a PC.
     public static let lowRAMEnd = GuestAddress(0x9fc00)
     /// Kernels and modules load at or above this address.
     public static let highMemoryStart = GuestAddress(0x10_0000)
+    /// Modules (the initrd) start on a page boundary (Multiboot 3.1.2, flag 0).
+    public static let pageSize: UInt64 = 0x1000
+    /// The end of what 32-bit addresses (Multiboot fields, protected mode) reach.
+    public static let fourGiB: UInt64 = 0x1_0000_0000
 
     /// Start of the 32-bit MMIO hole: RAM beyond this is placed above 4 GiB.
     public static let mmioHoleStart = GuestAddress(0xC000_0000)
@@ -45,5 +56,13 @@ public enum X86Layout {
             ranges.append(GuestRange(start: mmioHoleEnd, length: size - below))
         }
         return ranges
+    }
+
+    /// The PC memory map (e820 / Multiboot `mmap`) for guest RAM `ram`: the
+    /// legacy hole [0x9fc00, 1 MiB) is reserved, everything else in `ram` is
+    /// usable. Loaders that place tables in RAM (ACPI, Linux setup data) mark
+    /// them on a `MemoryMap` built from the same ranges.
+    public static func memoryMap(ram: [GuestRange]) -> [MemoryMapEntry] {
+        MemoryMap(ram: ram).entries
     }
 }
