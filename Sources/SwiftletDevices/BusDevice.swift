@@ -46,7 +46,7 @@ public protocol GuestRequestSink: Sendable {
 /// Mask for an access of `size` bytes (1...8). Sizes outside that range
 /// cannot come from a CPU but must not trap either: 0 or less gives 0, more
 /// than 8 gives all ones.
-@inlinable
+@inlinable @inline(__always)
 public func accessMask(size: Int) -> UInt64 {
     size >= 8 ? UInt64.max : size <= 0 ? 0 : (UInt64(1) << (UInt64(size) * 8)) - 1
 }

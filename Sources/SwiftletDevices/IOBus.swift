@@ -19,14 +19,19 @@ public final class IOBus: Sendable {
         public let length: UInt64
         public let name: String
         public let device: any BusDevice
-
-        func contains(_ address: UInt64, size: UInt64) -> Bool {
-            address >= base && address - base < length && size <= length - (address - base)
-        }
     }
 
     public let kind: Kind
+    /// The registrations, sorted by base (for listing; dispatch uses the
+    /// arrays below).
     public let entries: [Entry]
+    // Dispatch looks at plain integers and reaches the device by index, so
+    // the per-exit path copies no strings or existentials (no ARC traffic):
+    // on PVM hosts every exit returns to cold caches and TLBs, and touching
+    // less memory is what keeps an exit's cost near the floor's.
+    private let bases: [UInt64]
+    private let lengths: [UInt64]
+    private let devices: ContiguousArray<any BusDevice>
     private let unclaimedReadCount = Atomic<UInt64>(0)
     private let unclaimedWriteCount = Atomic<UInt64>(0)
     private let logLimiter = RateLimiter(burst: 5)
@@ -34,32 +39,41 @@ public final class IOBus: Sendable {
     fileprivate init(kind: Kind, entries: [Entry]) {
         self.kind = kind
         self.entries = entries
+        bases = entries.map(\.base)
+        lengths = entries.map(\.length)
+        devices = ContiguousArray(entries.map(\.device))
     }
 
     /// Guest accesses that no device claimed so far.
     public var unclaimedReads: UInt64 { unclaimedReadCount.load(ordering: .relaxed) }
     public var unclaimedWrites: UInt64 { unclaimedWriteCount.load(ordering: .relaxed) }
 
-    /// The entry whose range holds the whole access, if any.
-    public func entry(for address: UInt64, size: Int) -> Entry? {
-        var low = 0, high = entries.count
+    /// The index of the entry whose range holds the whole access, if any.
+    @inline(__always)
+    private func index(for address: UInt64, size: Int) -> Int? {
+        var low = 0, high = bases.count
         while low < high {
             let mid = (low + high) / 2
-            let e = entries[mid]
-            if address < e.base {
+            let base = bases[mid]
+            if address < base {
                 high = mid
-            } else if address - e.base >= e.length {
+            } else if address - base >= lengths[mid] {
                 low = mid + 1
             } else {
-                return e.contains(address, size: UInt64(size)) ? e : nil
+                return UInt64(size) <= lengths[mid] - (address - base) ? mid : nil
             }
         }
         return nil
     }
 
+    /// The entry whose range holds the whole access, if any.
+    public func entry(for address: UInt64, size: Int) -> Entry? {
+        index(for: address, size: size).map { entries[$0] }
+    }
+
     public func read(_ address: UInt64, size: Int) -> UInt64 {
-        if let e = entry(for: address, size: size) {
-            return e.device.read(at: address - e.base, size: size) & accessMask(size: size)
+        if let i = index(for: address, size: size) {
+            return devices[i].read(at: address - bases[i], size: size) & accessMask(size: size)
         }
         unclaimedReadCount.add(1, ordering: .relaxed)
         logUnclaimed("read", address, size, nil)
@@ -67,8 +81,8 @@ public final class IOBus: Sendable {
     }
 
     public func write(_ address: UInt64, size: Int, value: UInt64) {
-        if let e = entry(for: address, size: size) {
-            e.device.write(at: address - e.base, size: size, value: value & accessMask(size: size))
+        if let i = index(for: address, size: size) {
+            devices[i].write(at: address - bases[i], size: size, value: value & accessMask(size: size))
             return
         }
         unclaimedWriteCount.add(1, ordering: .relaxed)

@@ -49,7 +49,7 @@ public final class VCPUDescriptor: @unchecked Sendable {
     /// any signal) got it out — EINTR is deliberately not retried here.
     public func run() throws(SystemError) -> VCPUExit {
         while true {
-            let rc = swl_ioctl_val(fd, SWL_KVM_RUN, 0)
+            let rc = swl_kvm_run(fd)
             if rc == 0 { break }
             switch Errno.current {
             case .interrupted:
@@ -66,42 +66,50 @@ public final class VCPUDescriptor: @unchecked Sendable {
     }
 
     private func decodeExit() -> VCPUExit {
-        let r = kvmRun.pointee
-        switch Int32(bitPattern: r.exit_reason) {
+        // Fields are read through the pointer: copying `pointee` would copy
+        // the whole kvm_run (2 KiB and more) on every exit.
+        let r = kvmRun
+        switch Int32(bitPattern: r.pointee.exit_reason) {
         case KVM_EXIT_IO:
-            let io = r.io
-            let size = Int(io.size), count = Int(io.count)
-            let bytes = size * count
+            let size = Int(r.pointee.io.size), count = Int(r.pointee.io.count)
+            let offset = Int(r.pointee.io.data_offset)
             // The kernel sets data_offset inside the mapping; check anyway so
             // that a surprise can never make us touch memory beyond it.
-            guard [1, 2, 4].contains(size), count >= 1, Int(io.data_offset) + bytes <= runArea.length else {
-                return .unknown(reason: r.exit_reason)
+            guard size == 1 || size == 2 || size == 4, count >= 1, offset + size * count <= runArea.length else {
+                return .unknown(reason: r.pointee.exit_reason)
             }
-            let data = UnsafeMutableRawBufferPointer(start: runArea.pointer + Int(io.data_offset), count: bytes)
-            return .portIO(PortIOAccess(isWrite: io.direction == UInt8(KVM_EXIT_IO_OUT), port: io.port, size: size, count: count, data: data))
+            let data = UnsafeMutableRawBufferPointer(start: runArea.pointer + offset, count: size * count)
+            return .portIO(PortIOAccess(isWrite: r.pointee.io.direction == UInt8(KVM_EXIT_IO_OUT), port: r.pointee.io.port,
+                                        size: size, count: count, data: data))
         case KVM_EXIT_MMIO:
-            let mmio = r.mmio
-            guard (1...8).contains(mmio.len) else { return .unknown(reason: r.exit_reason) }
-            return .mmio(MMIOAccess(run: kvmRun, address: mmio.phys_addr, size: Int(mmio.len), isWrite: mmio.is_write != 0))
+            let length = r.pointee.mmio.len
+            guard length >= 1 && length <= 8 else { return .unknown(reason: r.pointee.exit_reason) }
+            return .mmio(MMIOAccess(run: r, address: r.pointee.mmio.phys_addr, size: Int(length), isWrite: r.pointee.mmio.is_write != 0))
         case KVM_EXIT_HLT:
             return .halt
         case KVM_EXIT_SHUTDOWN:
             return .shutdown
         case KVM_EXIT_FAIL_ENTRY:
-            return .failedEntry(hardwareReason: r.fail_entry.hardware_entry_failure_reason, cpu: r.fail_entry.cpu)
+            return .failedEntry(hardwareReason: r.pointee.fail_entry.hardware_entry_failure_reason, cpu: r.pointee.fail_entry.cpu)
         case KVM_EXIT_INTERNAL_ERROR:
-            let e = r.internal
-            let words = withUnsafeBytes(of: e.data) { Array($0.bindMemory(to: UInt64.self)) }
-            return .internalError(InternalError(suberror: e.suberror, data: Array(words.prefix(Int(min(e.ndata, 16))))))
+            return .internalError(suberror: r.pointee.internal.suberror)
         case KVM_EXIT_SYSTEM_EVENT:
-            return .systemEvent(type: r.system_event.type)
+            return .systemEvent(type: r.pointee.system_event.type)
         case KVM_EXIT_IRQ_WINDOW_OPEN:
             return .interruptWindowOpen
         case KVM_EXIT_INTR:
             return .interrupted
         default:
-            return .unknown(reason: r.exit_reason)
+            return .unknown(reason: r.pointee.exit_reason)
         }
+    }
+
+    /// The details of the last exit when it was an internal error; valid
+    /// until the next `run()`.
+    public func internalError() -> InternalError {
+        let e = kvmRun.pointee.internal
+        let words = withUnsafeBytes(of: e.data) { Array($0.bindMemory(to: UInt64.self).prefix(Int(min(e.ndata, 16)))) }
+        return InternalError(suberror: e.suberror, data: words)
     }
 
     // MARK: State

@@ -3,7 +3,9 @@ import CSwiftlet
 /// Why KVM_RUN returned.
 ///
 /// Accesses carry a view of the vCPU's kvm_run area: use them before the
-/// next `run()` on the same thread, never store them.
+/// next `run()` on the same thread, never store them. Every payload is a few
+/// plain words, so an exit is cheap to pass around: the vCPU loop handles
+/// one per guest access.
 public enum VCPUExit {
     case portIO(PortIOAccess)
     case mmio(MMIOAccess)
@@ -12,7 +14,8 @@ public enum VCPUExit {
     /// The guest triple-faulted.
     case shutdown
     case failedEntry(hardwareReason: UInt64, cpu: UInt32)
-    case internalError(InternalError)
+    /// Details: `VCPUDescriptor.internalError()` before the next `run()`.
+    case internalError(suberror: UInt32)
     /// KVM_EXIT_SYSTEM_EVENT (`KVM_SYSTEM_EVENT_SHUTDOWN`, `_RESET`, `_CRASH`).
     case systemEvent(type: UInt32)
     case interruptWindowOpen
@@ -45,13 +48,14 @@ public struct PortIOAccess {
     public let size: Int
     public let count: Int
     // Inside the vCPU's kvm_run mapping, bounds checked at decode time.
-    private let data: UnsafeMutableRawBufferPointer
+    @usableFromInline let data: UnsafeMutableRawBufferPointer
 
     init(isWrite: Bool, port: UInt16, size: Int, count: Int, data: UnsafeMutableRawBufferPointer) {
         self.isWrite = isWrite; self.port = port; self.size = size; self.count = count; self.data = data
     }
 
     /// The value the guest wrote in transfer `index` (for writes).
+    @inlinable
     public func value(at index: Int) -> UInt64 {
         precondition(index >= 0 && index < count)
         var v: UInt64 = 0
@@ -60,6 +64,7 @@ public struct PortIOAccess {
     }
 
     /// Supplies the value the guest reads in transfer `index` (for reads).
+    @inlinable
     public func setValue(_ value: UInt64, at index: Int) {
         precondition(index >= 0 && index < count)
         for b in 0..<size { data[index * size + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(b))) }
@@ -95,22 +100,21 @@ public struct MMIOAccess {
     }
 }
 
-/// KVM_EXIT_INTERNAL_ERROR details.
+/// KVM_EXIT_INTERNAL_ERROR details, read with `VCPUDescriptor.internalError()`.
 public struct InternalError: Sendable, Equatable, CustomStringConvertible {
     public let suberror: UInt32
+    /// The data words KVM reported (`ndata` of them, at most 16).
     public let data: [UInt64]
-    /// For emulation failures, the bytes KVM fetched at RIP, when it says so.
-    public let instructionBytes: [UInt8]?
 
     public init(suberror: UInt32, data: [UInt64]) {
         self.suberror = suberror
-        self.data = data
-        self.instructionBytes = InternalError.instructionBytes(suberror: suberror, data: data)
+        self.data = Array(data.prefix(16))
     }
 
-    /// `struct kvm_run.emulation_failure` overlays the data words: flags,
+    /// For emulation failures, the bytes KVM fetched at RIP, when it says so:
+    /// `struct kvm_run.emulation_failure` overlays the data words with flags,
     /// then insn_size and up to 15 instruction bytes.
-    static func instructionBytes(suberror: UInt32, data: [UInt64]) -> [UInt8]? {
+    public var instructionBytes: [UInt8]? {
         guard suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION), data.count >= 2,
               data[0] & UInt64(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 else { return nil }
         var bytes: [UInt8] = []

@@ -10,7 +10,7 @@ import CSwiftlet
 public final class FutexWord: @unchecked Sendable {
     // The allocation is owned by this object and only ever touched through
     // the atomic helpers and futex(2), never through plain loads or stores.
-    private let word: UnsafeMutablePointer<UInt32>
+    @usableFromInline let word: UnsafeMutablePointer<UInt32>
 
     public init(_ initial: UInt32 = 0) {
         word = .allocate(capacity: 1)
@@ -19,7 +19,8 @@ public final class FutexWord: @unchecked Sendable {
 
     deinit { word.deallocate() }
 
-    public func load() -> UInt32 { swl_atomic_load_u32(word) }
+    /// Inlinable: a vCPU loads its request word on every exit.
+    @inlinable public func load() -> UInt32 { swl_atomic_load_u32(word) }
     public func store(_ value: UInt32) { swl_atomic_store_u32(word, value) }
     public func exchange(_ value: UInt32) -> UInt32 { swl_atomic_exchange_u32(word, value) }
     @discardableResult

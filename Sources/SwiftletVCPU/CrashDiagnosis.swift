@@ -34,7 +34,8 @@ public struct CrashDiagnosis: Sendable, Equatable, CustomStringConvertible {
         var detail = exit.name
         var reportedBytes: [UInt8]?
         switch exit {
-        case .internalError(let e):
+        case .internalError:
+            let e = vcpu.internalError()
             detail += ": \(e)"
             reportedBytes = e.instructionBytes
         case .failedEntry(let reason, let cpu):

@@ -43,7 +43,6 @@ public protocol VCPUExitHandler: Sendable {
 public final class VCPU: Sendable, CustomStringConvertible {
     public let index: UInt32
     public let descriptor: VCPUDescriptor
-    public let statistics = VCPUStatistics()
 
     private let portBus: IOBus
     private let mmioBus: IOBus
@@ -51,6 +50,13 @@ public final class VCPU: Sendable, CustomStringConvertible {
     private let stateWord = FutexWord(VCPUState.parked.rawValue)
     private let requests = FutexWord(0)
     private let thread = Mutex<OSThread?>(nil)
+    // Counters live in the vCPU object itself: it is already in cache when
+    // an exit is handled, so counting costs no extra memory traffic.
+    private let exitCount = Atomic<UInt64>(0)
+    private let portIOExitCount = Atomic<UInt64>(0)
+    private let mmioExitCount = Atomic<UInt64>(0)
+    private let interruptionCount = Atomic<UInt64>(0)
+    private let kickCount = Atomic<UInt64>(0)
 
     /// Request bits.
     private static let pauseRequest: UInt32 = 1 << 0
@@ -104,10 +110,18 @@ public final class VCPU: Sendable, CustomStringConvertible {
         request(VCPU.pauseRequest)
     }
 
-    /// Lets a paused vCPU run again.
+    /// Lets a paused vCPU run again. Returns at once; `waitUntilResumed`
+    /// waits for its thread to leave the paused state.
     public func resume() {
         requests.clearBits(VCPU.pauseRequest)
         requests.wake()
+    }
+
+    /// Waits until the vCPU is not paused (running again, or stopping or
+    /// parked), or `timeoutNanoseconds` passed; returns whether it is.
+    @discardableResult
+    public func waitUntilResumed(timeoutNanoseconds: Int64 = .max) -> Bool {
+        waitForState(timeoutNanoseconds: timeoutNanoseconds) { $0 != .paused }
     }
 
     /// Asks the vCPU thread to leave its run loop. Returns at once; `join()`
@@ -126,7 +140,7 @@ public final class VCPU: Sendable, CustomStringConvertible {
     /// Interrupts KVM_RUN on the vCPU's thread (see the type's discussion).
     public func kick() {
         thread.withLock { $0?.send(signal: VCPU.kickSignal) }
-        statistics.kicksSent.add(1, ordering: .relaxed)
+        kickCount.add(1, ordering: .relaxed)
     }
 
     /// Waits until the vCPU is out of KVM_RUN (paused, stopping or parked),
@@ -187,14 +201,14 @@ public final class VCPU: Sendable, CustomStringConvertible {
                 exitHandler.runFailed(error, on: self)
                 return
             }
-            statistics.exits.add(1, ordering: .relaxed)
+            exitCount.add(1, ordering: .relaxed)
 
             switch exit {
             case .interrupted:
                 descriptor.clearImmediateExit()
-                statistics.interruptions.add(1, ordering: .relaxed)
+                interruptionCount.add(1, ordering: .relaxed)
             case .portIO(let io):
-                statistics.portIOExits.add(1, ordering: .relaxed)
+                portIOExitCount.add(1, ordering: .relaxed)
                 for i in 0..<io.count {
                     if io.isWrite {
                         portBus.write(UInt64(io.port), size: io.size, value: io.value(at: i))
@@ -203,7 +217,7 @@ public final class VCPU: Sendable, CustomStringConvertible {
                     }
                 }
             case .mmio(let access):
-                statistics.mmioExits.add(1, ordering: .relaxed)
+                mmioExitCount.add(1, ordering: .relaxed)
                 if access.isWrite {
                     mmioBus.write(access.address, size: access.size, value: access.value)
                 } else {
@@ -227,12 +241,25 @@ public final class VCPU: Sendable, CustomStringConvertible {
     }
 }
 
-/// Counters a vCPU keeps about itself (relaxed atomics: exact per counter,
-/// not a consistent snapshot across counters).
-public final class VCPUStatistics: Sendable {
-    public let exits = Atomic<UInt64>(0)
-    public let portIOExits = Atomic<UInt64>(0)
-    public let mmioExits = Atomic<UInt64>(0)
-    public let interruptions = Atomic<UInt64>(0)
-    public let kicksSent = Atomic<UInt64>(0)
+/// Counters a vCPU keeps about itself. Each is exact, but a snapshot is
+/// not atomic across counters.
+public struct VCPUStatistics: Sendable, Equatable {
+    /// Returns from KVM_RUN, of every kind.
+    public var exits: UInt64
+    public var portIOExits: UInt64
+    public var mmioExits: UInt64
+    /// Returns from KVM_RUN because of a kick or another signal.
+    public var interruptions: UInt64
+    /// Kicks sent to this vCPU.
+    public var kicksSent: UInt64
+}
+
+extension VCPU {
+    public var statistics: VCPUStatistics {
+        VCPUStatistics(exits: exitCount.load(ordering: .relaxed),
+                       portIOExits: portIOExitCount.load(ordering: .relaxed),
+                       mmioExits: mmioExitCount.load(ordering: .relaxed),
+                       interruptions: interruptionCount.load(ordering: .relaxed),
+                       kicksSent: kickCount.load(ordering: .relaxed))
+    }
 }

@@ -24,6 +24,11 @@
 
 /* ---- ioctl ---------------------------------------------------------- */
 
+/* KVM_RUN, inline so the Swift compiler can inline it into the vCPU loop,
+ * which runs it once per guest exit. Returns 0 or -1 with errno. */
+int ioctl(int fd, unsigned long request, ...);
+static inline int swl_kvm_run(int vcpu_fd) { return ioctl(vcpu_fd, KVM_RUN, 0); }
+
 /* ioctl(fd, request, arg) with a pointer argument. */
 int swl_ioctl_ptr(int fd, unsigned long request, void *arg);
 /* ioctl(fd, request, arg) with an integer argument (or none). */
