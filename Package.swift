@@ -11,7 +11,9 @@
 //   SwiftletDevices  buses and devices, independent of KVM
 //   SwiftletVCPU     vCPU threads, states, kicks and exit dispatch
 //   Swiftlet         machine assembly: configuration to running VM (the library)
-//   SwiftletCLI      the `swiftlet` command
+//   SwiftletCLI      the `swiftlet` command: argument parsing and subcommands
+//   SwiftletDefaultGuest  the guest `swiftlet run` boots with no --kernel (generated)
+//   SwiftletTool     the `swiftlet` executable (main.swift only)
 //
 // No third-party packages: each was weighed against the VMM's memory goal
 // (see README, "Dependencies").
@@ -20,6 +22,10 @@ import PackageDescription
 let package = Package(
     name: "Swiftlet",
     products: [
+        .library(name: "Swiftlet", targets: ["Swiftlet"]),
+        .executable(name: "swiftlet", targets: ["SwiftletTool"]),
+        // For the fuzz targets in Fuzz/, a separate package that depends on this one.
+        .library(name: "SwiftletBoot", targets: ["SwiftletBoot"]),
     ],
     targets: [
         .target(name: "CSwiftlet"),
@@ -28,8 +34,21 @@ let package = Package(
         .target(name: "SwiftletMemory", dependencies: ["SwiftletSystem"]),
         .target(name: "SwiftletBoot", dependencies: ["SwiftletMemory", "SwiftletSystem"]),
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
+        .target(name: "Swiftlet", dependencies: ["SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
+        .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem"]),
+        .target(name: "SwiftletDefaultGuest"),
+        // Release builds are fully static (Swift runtime, libstdc++ and glibc):
+        // no dynamic loader work at start-up, and only the library code we
+        // use is resident — 4.5 MiB RSS instead of 7 MiB with shared libraries.
+        .executableTarget(name: "SwiftletTool", dependencies: ["SwiftletCLI", "SwiftletDefaultGuest"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]),
         .target(name: "SwiftletVCPU", dependencies: ["CSwiftlet", "SwiftletKVM", "SwiftletDevices", "SwiftletMemory", "SwiftletSystem"]),
 
+        // Tests. SwiftletTestSupport builds and runs the guests in Guests/.
+        .target(name: "SwiftletTestSupport", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletDevices", "SwiftletSystem"],
+                path: "Tests/SwiftletTestSupport"),
+        .testTarget(name: "SwiftletCLITests", dependencies: ["SwiftletCLI", "SwiftletTool", "SwiftletBoot", "Swiftlet", "SwiftletTestSupport"]),
+        .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
         .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices"]),

@@ -96,6 +96,8 @@ public final class FirmwareConfig: BusDevice {
         public static let noGraphic: UInt16 = 0x04
         public static let cpuCount: UInt16 = 0x05
         public static let machineID: UInt16 = 0x06
+        /// Guest-physical address where the VMM loaded the initrd (u32).
+        public static let initrdAddress: UInt16 = 0x0a
         public static let initrdSize: UInt16 = 0x0b
         public static let bootMenu: UInt16 = 0x0e
         public static let maxCPUs: UInt16 = 0x0f

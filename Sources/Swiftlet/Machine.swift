@@ -1,0 +1,349 @@
+import Glibc
+import Synchronization
+import SwiftletBoot
+import SwiftletDevices
+import SwiftletKVM
+import SwiftletMemory
+import SwiftletSystem
+import SwiftletVCPU
+
+/// A virtual machine built from one `MachineConfiguration`.
+///
+/// `init` creates everything — the KVM VM, guest memory, the loaded kernel,
+/// devices and vCPUs — or nothing: any failure throws before a vCPU runs.
+/// `start()` launches the vCPU threads and the control thread (console input
+/// and, later, the API socket); `waitForExit()` returns how the VM ended.
+///
+///     let machine = try Machine(MachineConfiguration(kernel: .file(path: "guest.elf")))
+///     try machine.start()
+///     let exit = machine.waitForExit()
+public final class Machine: Sendable {
+    public let configuration: MachineConfiguration
+    public let hostKind: KVMHostKind
+    public let memory: GuestMemory
+    public let boot: BootResult
+    public let vcpus: [VCPU]
+    public let portBus: IOBus
+    public let mmioBus: IOBus
+    public let serial: SerialPort
+    public let postCode: PostCodePort
+
+    let vm: VirtualMachine
+    private let lifecycle: MachineLifecycle
+    private let controlLoop: EventLoop
+    private let console: ConsoleConnection?
+    private let serialOutput: any SerialOutput
+    private let state = Mutex<RunState>(.created)
+    /// Serializes pause and resume, which wait for the vCPUs: without it a
+    /// resume could wait forever for a vCPU another thread paused again.
+    /// `stop()` never takes it, since guests end VMs from vCPU threads.
+    private let control = Mutex<Void>(())
+    private let controlThread = Mutex<OSThread?>(nil)
+
+    private enum RunState { case created, started, finished }
+
+    public init(_ configuration: MachineConfiguration, kvm: KVMSystem? = nil) throws(MachineError) {
+        do {
+            try configuration.validate()
+        } catch {
+            throw .configuration(error)
+        }
+        self.configuration = configuration
+        self.hostKind = KVMHostKind.detect()
+
+        let system: KVMSystem
+        do {
+            if let kvm { system = kvm } else { system = try KVMSystem() }
+            try system.require(KVMCapability.required + [.irqchip, .pit2])
+        } catch {
+            throw .kvmUnavailable(error)
+        }
+
+        do {
+            vm = try system.createVirtualMachine()
+            try vm.setTSSAddress(X86Layout.kvmTSSAddress.rawValue)
+            try vm.setIdentityMapAddress(X86Layout.kvmIdentityMapAddress.rawValue)
+        } catch {
+            throw .kvm(error)
+        }
+
+        do {
+            memory = try GuestMemory(ranges: X86Layout.ramRanges(size: configuration.memoryBytes))
+        } catch {
+            throw .host("cannot allocate \(configuration.memoryMiB) MiB of guest memory: \(error)")
+        }
+        // Memory slots before the in-kernel irqchip: on PVM hosts a slot
+        // added after the irqchip exists costs about 7 ms instead of 0.1 ms.
+        // The irqchip must exist before any vCPU.
+        do {
+            for (slot, region) in memory.regions.enumerated() {
+                try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.start.rawValue, size: region.size,
+                                       hostAddress: region.hostAddress)
+            }
+            try vm.createInterruptController()
+            try vm.createPIT()
+        } catch {
+            throw .kvm(error)
+        }
+
+        boot = try Machine.loadKernel(configuration, into: memory)
+        for warning in boot.warnings { Log.warning(warning) }
+
+        let loop: EventLoop
+        do {
+            loop = try EventLoop()
+        } catch {
+            throw .host("cannot create the control event loop: \(error)")
+        }
+        controlLoop = loop
+        lifecycle = MachineLifecycle(memory: memory, onEnd: { loop.stop() })
+
+        // Devices.
+        let output: any SerialOutput
+        switch configuration.serial {
+        case .stdio: output = FileDescriptorOutput.standardOutput()
+        case .file(let path):
+            do {
+                output = FileDescriptorOutput(try FileDescriptor.open(path, flags: O_WRONLY | O_CREAT | O_APPEND))
+            } catch {
+                throw .input("--serial file:\(path): cannot open: \(error.errno)")
+            }
+        case .capture(let capture): output = capture
+        case .none: output = DiscardingOutput()
+        }
+        serialOutput = output
+        serial = SerialPort(interrupt: KernelInterruptLine(vm: vm, gsi: 4), output: output)
+        postCode = PostCodePort()
+        let firmwareConfig = try Machine.firmwareConfig(configuration, boot: boot, memory: memory)
+
+        var ports = IOBusBuilder(kind: .portIO)
+        do {
+            try ports.register(serial, name: "COM1", base: 0x3f8, length: SerialPort.registerCount)
+            try ports.register(postCode, name: "POST code", base: 0x80, length: 1)
+            try ports.register(DebugExitDevice(requests: lifecycle), name: "debug exit", base: 0xf4, length: 4)
+            try ports.register(firmwareConfig, name: "fw_cfg", base: 0x510, length: FirmwareConfig.portCount)
+            try ports.register(PowerControlDevice(requests: lifecycle), name: "power control", base: 0x600, length: 3)
+            try I8042Controller(requests: lifecycle).register(on: &ports)
+        } catch {
+            preconditionFailure("Swiftlet's own port map overlaps: \(error)")
+        }
+        portBus = ports.build()
+        mmioBus = IOBusBuilder(kind: .mmio).build()
+
+        // vCPUs: all configured now, the boot CPU with the loader's state;
+        // application processors wait for INIT/SIPI in the in-kernel LAPIC.
+        let supportedCPUID: CPUIDTable
+        do {
+            supportedCPUID = try system.supportedCPUID()
+        } catch {
+            throw .kvm(error)
+        }
+        var list: [VCPU] = []
+        for index in 0..<UInt32(configuration.cpus) {
+            do {
+                let descriptor = try vm.createVCPU(id: index)
+                try descriptor.setCPUID(CPUSetup.cpuid(from: supportedCPUID, apicID: index, cpuCount: UInt32(configuration.cpus)))
+                try descriptor.setMSRs(CPUSetup.bootMSRs())
+                try descriptor.setFPU(CPUSetup.initialFPU())
+                try Machine.wireLocalInterruptPins(descriptor)
+                if index == 0 { try Machine.apply(boot.cpu, to: descriptor) }
+                list.append(VCPU(descriptor: descriptor, portBus: portBus, mmioBus: mmioBus, exitHandler: lifecycle))
+            } catch {
+                throw .kvm(error)
+            }
+        }
+        vcpus = list
+        lifecycle.attach(list)
+
+        console = if case .stdio = configuration.serial {
+            ConsoleConnection(serial: serial, loop: loop, onEscape: { [lifecycle] in lifecycle.end(.stopped(reason: "Ctrl-A x on the console")) })
+        } else {
+            nil
+        }
+    }
+
+    // MARK: Running
+
+    /// Starts the control thread and every vCPU thread.
+    public func start() throws(MachineError) {
+        try state.withLock { (s) throws(MachineError) in
+            guard s == .created else { throw .host("the machine was already started") }
+            s = .started
+        }
+        do {
+            try console?.attach()
+            let loop = controlLoop
+            let thread = try OSThread(name: "swiftlet-ctl") { loop.run() }
+            controlThread.withLock { $0 = thread }
+            for vcpu in vcpus { try vcpu.start() }
+        } catch {
+            lifecycle.end(.hostFailure("cannot start: \(error)"))
+            throw .host("cannot start the machine: \(error)")
+        }
+    }
+
+    /// Waits until the VM ends, then joins its threads and returns how it ended.
+    public func waitForExit() -> MachineExit {
+        lifecycle.waitUntilEnded()
+        for vcpu in vcpus { vcpu.join() }
+        controlLoop.stop()
+        controlThread.withLock { t in
+            t?.join()
+            t = nil
+        }
+        console?.detach()
+        state.withLock { $0 = .finished }
+        return lifecycle.result ?? .hostFailure("the machine ended without an outcome")
+    }
+
+    /// `start()` then `waitForExit()`.
+    public func run() throws(MachineError) -> MachineExit {
+        try start()
+        return waitForExit()
+    }
+
+    /// Ends the VM from the host side; `waitForExit()` then returns `.stopped`.
+    public func stop(reason: String = "stopped by the host") {
+        lifecycle.end(.stopped(reason: reason))
+    }
+
+    /// Takes every vCPU out of KVM_RUN and holds it there; returns when all
+    /// are out (or the VM ended meanwhile).
+    public func pause() {
+        control.withLock { _ in
+            for vcpu in vcpus { vcpu.requestPause() }
+            for vcpu in vcpus { vcpu.waitUntilQuiescent() }
+        }
+    }
+
+    /// Lets paused vCPUs run again; returns when none is paused any more.
+    public func resume() {
+        control.withLock { _ in
+            for vcpu in vcpus { vcpu.resume() }
+            for vcpu in vcpus { vcpu.waitUntilResumed() }
+        }
+    }
+
+    public var hasEnded: Bool { lifecycle.hasEnded }
+
+    // MARK: Assembly helpers
+
+    private static func loadKernel(_ configuration: MachineConfiguration, into memory: GuestMemory) throws(MachineError) -> BootResult {
+        do {
+            let kernel: any ImageSource = switch configuration.kernel {
+            case .file(let path): try FileImage(path: path)
+            case .image(let name, let bytes): ByteImage(name: name, bytes: bytes)
+            }
+            let initrd = try configuration.initrdPath.map { (path) throws(BootError) in try FileImage(path: path) }
+            return try BootLoader.load(kernel: kernel, initrd: initrd, commandLine: configuration.commandLine,
+                                       protocol: configuration.bootProtocol, memory: memory)
+        } catch {
+            throw .image(error)
+        }
+    }
+
+    private static func firmwareConfig(_ configuration: MachineConfiguration, boot: BootResult,
+                                       memory: GuestMemory) throws(MachineError) -> FirmwareConfig {
+        var builder = FirmwareConfigBuilder(ramSize: memory.size, bootCPUs: UInt16(configuration.cpus),
+                                            maxCPUs: UInt16(configuration.cpus))
+        builder.setCommandLine(configuration.commandLine)
+        do {
+            if let path = configuration.initrdPath {
+                // Served lazily from the file, so the VMM holds no copy.
+                let fd = try FileDescriptor.open(path, flags: O_RDONLY)
+                try builder.setInitrd(try FileContent(fd))
+            }
+            if let initrd = boot.initrd {
+                // Where the loader put it, so a guest can use it in place.
+                try builder.setItem(FirmwareConfig.Key.initrdAddress, UInt32(truncatingIfNeeded: initrd.start.rawValue).littleEndianBytes)
+            }
+            try builder.addFile(named: "etc/e820", boot.memoryMap.e820Bytes)
+        } catch {
+            throw .input("cannot serve the initrd through fw_cfg: \(error)")
+        }
+        return builder.build()
+    }
+
+    /// Local APIC LINT0 as ExtINT and LINT1 as NMI, the virtual-wire setup
+    /// firmware leaves for an OS that starts on the legacy PIC.
+    private static func wireLocalInterruptPins(_ vcpu: VCPUDescriptor) throws(SystemError) {
+        var lapic = try vcpu.localAPIC()
+        withUnsafeMutableBytes(of: &lapic.regs) { regs in
+            func setDeliveryMode(_ offset: Int, _ mode: UInt32) {
+                var value = regs.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+                value = (value & ~0x700) | (mode << 8)
+                regs.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+            }
+            setDeliveryMode(0x350, 7)  // LVT LINT0: ExtINT
+            setDeliveryMode(0x360, 4)  // LVT LINT1: NMI
+        }
+        try vcpu.setLocalAPIC(lapic)
+    }
+
+    /// Programs the boot CPU with the loader's state; segment registers come
+    /// from the same GDT the loader wrote into guest memory.
+    static func apply(_ state: CPUBootState, to vcpu: VCPUDescriptor) throws(SystemError) {
+        var sregs = try vcpu.specialRegisters()
+        func segment(_ selector: UInt16) -> Segment {
+            let descriptor = BootGDT.descriptor(for: selector) ?? .null
+            return CPUSetup.segment(selector: selector, descriptor: descriptor.encoded)
+        }
+        sregs.cs = segment(state.codeSelector)
+        let data = segment(state.dataSelector)
+        sregs.ds = data; sregs.es = data; sregs.fs = data; sregs.gs = data; sregs.ss = data
+        sregs.gdt.base = state.gdt.base
+        sregs.gdt.limit = state.gdt.limit
+        sregs.idt.base = state.idt.base
+        sregs.idt.limit = state.idt.limit
+        sregs.cr0 = state.cr0
+        sregs.cr3 = state.cr3
+        sregs.cr4 = state.cr4
+        sregs.efer = state.efer
+        try vcpu.setSpecialRegisters(sregs)
+
+        var regs = Registers()
+        regs.rip = state.rip
+        regs.rsp = state.rsp
+        regs.rflags = state.rflags
+        regs.rax = state.rax
+        regs.rbx = state.rbx
+        regs.rsi = state.rsi
+        regs.rdi = state.rdi
+        try vcpu.setRegisters(regs)
+    }
+}
+
+extension FixedWidthInteger {
+    var littleEndianBytes: [UInt8] { withUnsafeBytes(of: littleEndian) { Array($0) } }
+}
+
+/// Why a machine could not be built or started; each has an exit status.
+public enum MachineError: Error, Sendable, CustomStringConvertible {
+    case configuration(ConfigurationError)
+    case image(BootError)
+    /// A user-supplied path or value that cannot be used.
+    case input(String)
+    case kvmUnavailable(KVMUnavailable)
+    /// KVM refused a setup ioctl: this host's KVM is unusable for us.
+    case kvm(SystemError)
+    case host(String)
+
+    public var exitStatus: Int32 {
+        switch self {
+        case .configuration, .image, .input: ExitStatus.usage
+        case .kvmUnavailable, .kvm: ExitStatus.kvmUnavailable
+        case .host: ExitStatus.hostFailure
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .configuration(let e): e.description
+        case .image(let e): e.description
+        case .input(let message): message
+        case .kvmUnavailable(let e): e.description
+        case .kvm(let e): "KVM refused to set up the VM: \(e)"
+        case .host(let message): message
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import SwiftletBoot
+import SwiftletDevices
+
+/// Everything needed to build a VM, in one value. The CLI, a config file and
+/// the control API all produce this; `validate()` is the single place where
+/// a request is checked before any resource is created.
+public struct MachineConfiguration: Sendable {
+    /// Where the guest's kernel comes from.
+    public enum Kernel: Sendable {
+        case file(path: String)
+        /// An image held in memory, e.g. the guest built into `swiftlet`.
+        case image(name: String, bytes: [UInt8])
+    }
+
+    /// Where COM1's output goes and where its input comes from.
+    public enum Serial: Sendable {
+        /// The host's stdin and stdout (raw mode when stdin is a terminal).
+        case stdio
+        /// Output appended to a file; no input.
+        case file(path: String)
+        /// Output kept in memory for the embedding program; no input.
+        case capture(ConsoleCapture)
+        /// Disconnected: output discarded, no input.
+        case none
+    }
+
+    public var kernel: Kernel
+    public var initrdPath: String?
+    public var commandLine: String
+    public var cpus: Int
+    public var memoryMiB: Int
+    public var serial: Serial
+    public var bootProtocol: BootProtocol
+
+    public init(kernel: Kernel, initrdPath: String? = nil, commandLine: String = "", cpus: Int = 1,
+                memoryMiB: Int = 128, serial: Serial = .stdio, bootProtocol: BootProtocol = .automatic) {
+        self.kernel = kernel
+        self.initrdPath = initrdPath
+        self.commandLine = commandLine
+        self.cpus = cpus
+        self.memoryMiB = memoryMiB
+        self.serial = serial
+        self.bootProtocol = bootProtocol
+    }
+
+    /// vCPUs: xAPIC IDs are 8 bits and 0xff is the broadcast ID.
+    public static let cpuRange = 1...254
+    /// Guest RAM in MiB: enough for the boot structures and a small kernel,
+    /// up to 1 TiB of address space (memory is only used when touched).
+    public static let memoryRange = 4...(1 << 20)
+
+    /// Throws the first problem found, as one line a user can act on.
+    public func validate() throws(ConfigurationError) {
+        guard Self.cpuRange.contains(cpus) else {
+            throw .invalid("--cpus must be between \(Self.cpuRange.lowerBound) and \(Self.cpuRange.upperBound), not \(cpus)")
+        }
+        guard Self.memoryRange.contains(memoryMiB) else {
+            throw .invalid("--memory must be between \(Self.memoryRange.lowerBound) and \(Self.memoryRange.upperBound) MiB, not \(memoryMiB)")
+        }
+        guard commandLine.utf8.count < Int(X86Layout.commandLineMaxSize) else {
+            throw .invalid("--cmdline is \(commandLine.utf8.count) bytes; at most \(X86Layout.commandLineMaxSize - 1) fit")
+        }
+        guard !commandLine.utf8.contains(0) else {
+            throw .invalid("--cmdline must not contain a NUL byte")
+        }
+        if case .file(let path) = kernel, path.isEmpty { throw .invalid("--kernel needs a path") }
+        if let initrdPath, initrdPath.isEmpty { throw .invalid("--initrd needs a path") }
+        if case .file(let path) = serial, path.isEmpty { throw .invalid("--serial file: needs a path") }
+    }
+
+    var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
+}
+
+/// A configuration that cannot be run, with a one-line reason.
+public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let message): message
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import CSwiftlet
+import Synchronization
+import SwiftletDevices
+import SwiftletKVM
+import SwiftletMemory
+import SwiftletSystem
+import SwiftletVCPU
+
+/// Decides how and when a machine ends, from whichever thread notices first:
+/// a device handling a guest write (power off, reset, debug exit), a vCPU
+/// thread after an exit it cannot continue from, or the host (`stop`).
+///
+/// The first outcome wins; later ones are ignored. Ending only *requests*
+/// that vCPUs stop and never waits for them, because it is often called on
+/// a vCPU thread; `Machine.waitForExit()` does the joining.
+final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
+    private let outcome = Mutex<MachineExit?>(nil)
+    private let vcpus = Mutex<[VCPU]>([])
+    private let endedLatch = Latch()
+    private let memory: GuestMemory
+    private let onEnd: @Sendable () -> Void
+
+    init(memory: GuestMemory, onEnd: @escaping @Sendable () -> Void) {
+        self.memory = memory
+        self.onEnd = onEnd
+    }
+
+    /// The vCPUs to stop when the machine ends.
+    func attach(_ list: [VCPU]) {
+        vcpus.withLock { $0 = list }
+    }
+
+    var result: MachineExit? { outcome.withLock { $0 } }
+    var hasEnded: Bool { endedLatch.isSignalled }
+
+    func waitUntilEnded() { endedLatch.wait() }
+
+    /// Records `exit` if it is the first, then asks every vCPU to stop.
+    func end(_ exit: MachineExit) {
+        let first = outcome.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = exit
+            return true
+        }
+        guard first else { return }
+        for vcpu in vcpus.withLock({ $0 }) { vcpu.requestStop() }
+        onEnd()
+        endedLatch.signal()
+    }
+
+    // MARK: GuestRequestSink
+
+    func guestRequested(_ request: GuestRequest) {
+        switch request {
+        case .powerOff: end(.poweredOff)
+        case .reset: end(.resetRequested)
+        case .debugExit(let code): end(.debugExit(code: code))
+        }
+    }
+
+    // MARK: VCPUExitHandler
+
+    func handleExit(_ exit: VCPUExit, on vcpu: VCPU) -> VCPUExitAction {
+        switch exit {
+        case .shutdown:
+            end(.crashed(.capture(kind: .tripleFault, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
+        case .internalError:
+            end(.crashed(.capture(kind: .internalError, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
+        case .failedEntry:
+            end(.crashed(.capture(kind: .failedEntry, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
+        case .systemEvent(let type) where type == UInt32(KVM_SYSTEM_EVENT_SHUTDOWN):
+            end(.poweredOff)
+        case .systemEvent(let type) where type == UInt32(KVM_SYSTEM_EVENT_RESET):
+            end(.resetRequested)
+        default:
+            // HLT and interrupt-window exits cannot happen with the in-kernel
+            // irqchip; anything else is a guest or host state we do not know.
+            end(.crashed(.capture(kind: .unhandledExit, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
+        }
+        return .stop
+    }
+
+    func runFailed(_ error: SystemError, on vcpu: VCPU) {
+        end(.hostFailure("\(vcpu): \(error)"))
+    }
+}
+
+/// An interrupt wire into the in-kernel irqchip: a GSI driven with KVM_IRQ_LINE.
+struct KernelInterruptLine: InterruptLine {
+    let vm: VirtualMachine
+    let gsi: UInt32
+
+    func setLevel(_ asserted: Bool) {
+        do {
+            try vm.setInterruptLine(gsi, level: asserted)
+        } catch {
+            Log.error("cannot drive GSI \(gsi): \(error)")
+        }
+    }
+}

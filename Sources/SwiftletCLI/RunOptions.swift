@@ -1,0 +1,74 @@
+import Swiftlet
+import SwiftletBoot
+import SwiftletSystem
+
+/// `swiftlet run`'s options, turned into one validated `MachineConfiguration`.
+public struct RunOptions: Sendable {
+    public var configuration: MachineConfiguration
+    public var logLevel: Log.Level
+
+    public static let parser = ArgumentParser(command: "swiftlet run", options: [
+        .init("kernel", value: "PATH", help: "kernel image: ELF64, or Multiboot (ELF32/ELF64/a.out kludge); default: the built-in guest"),
+        .init("initrd", value: "PATH", help: "initial ramdisk (Multiboot module 0; fw_cfg initrd item)"),
+        .init("cmdline", value: "STRING", help: "kernel command line"),
+        .init("cpus", value: "N", help: "number of vCPUs (default 1)"),
+        .init("memory", value: "MIB", help: "guest RAM in MiB (default 128)"),
+        .init("serial", value: "stdio|file:PATH|none", help: "where COM1 goes (default stdio)"),
+        .init("boot-protocol", value: "auto|multiboot|elf64", help: "how to enter the kernel (default auto: Multiboot if the image has the header)"),
+        .init("log-level", value: "error|warning|info|debug", help: "how much Swiftlet logs on stderr (default warning)"),
+    ])
+
+    /// Parses `arguments` (after `run`). `defaultKernel` is used when no
+    /// `--kernel` is given.
+    public static func parse(_ arguments: some Collection<String>,
+                             defaultKernel: @autoclosure () -> MachineConfiguration.Kernel) throws(UsageError) -> RunOptions {
+        let values = try parser.parse(arguments)
+        var config = MachineConfiguration(kernel: values["kernel"].map { .file(path: $0) } ?? defaultKernel())
+        config.initrdPath = values["initrd"]
+        if let cmdline = values["cmdline"] { config.commandLine = cmdline }
+        if let cpus = values["cpus"] {
+            config.cpus = try ArgumentParser.integer(cpus, option: "cpus", in: MachineConfiguration.cpuRange)
+        }
+        if let memory = values["memory"] {
+            config.memoryMiB = try ArgumentParser.integer(memory, option: "memory", in: MachineConfiguration.memoryRange)
+        }
+        if let serial = values["serial"] {
+            config.serial = try parseSerial(serial)
+        }
+        if let proto = values["boot-protocol"] {
+            switch proto {
+            case "auto": config.bootProtocol = .automatic
+            case "multiboot": config.bootProtocol = .multiboot
+            case "elf64": config.bootProtocol = .elf64
+            default: throw UsageError("--boot-protocol must be auto, multiboot or elf64, not '\(proto)'")
+            }
+        }
+        var level = Log.Level.warning
+        if let name = values["log-level"] {
+            guard let parsed = Log.Level(name: name) else {
+                throw UsageError("--log-level must be error, warning, info or debug, not '\(name)'")
+            }
+            level = parsed
+        }
+        do {
+            try config.validate()
+        } catch {
+            throw UsageError(error.description)
+        }
+        return RunOptions(configuration: config, logLevel: level)
+    }
+
+    static func parseSerial(_ text: String) throws(UsageError) -> MachineConfiguration.Serial {
+        switch text {
+        case "stdio": return .stdio
+        case "none": return .none
+        default:
+            if text.hasPrefix("file:") {
+                let path = String(text.dropFirst(5))
+                guard !path.isEmpty else { throw UsageError("--serial file: needs a path, as in file:/tmp/console.log") }
+                return .file(path: path)
+            }
+            throw UsageError("--serial must be stdio, none or file:PATH, not '\(text)'")
+        }
+    }
+}

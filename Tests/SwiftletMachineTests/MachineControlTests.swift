@@ -1,0 +1,80 @@
+import Glibc
+import Synchronization
+import Testing
+import Swiftlet
+import SwiftletSystem
+import SwiftletTestSupport
+import SwiftletVCPU
+
+/// Pausing, resuming and stopping a running VM, with the `spin` guest
+/// keeping every vCPU busy exiting (each write to port 0x80 is an exit).
+@Suite(.enabled(if: KVMTestSupport.isAvailable, KVMTestSupport.reason))
+struct MachineControlTests {
+    @Test(arguments: [1, 3])
+    func pauseHoldsEveryVCPUAndResumeLetsThemRun(cpus: Int) throws {
+        let run = try runGuest("spin", cpus: cpus) { machine, console in
+            try waitForOutput(console, containing: "spin: \(cpus) CPUs spinning")
+            machine.pause()
+            #expect(machine.vcpus.allSatisfy { $0.state == .paused })
+            let before = machine.postCode.writeCount
+            usleep(100_000)
+            #expect(machine.postCode.writeCount == before, "a paused VM made progress")
+
+            machine.resume()
+            let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+            while machine.postCode.writeCount < before + 100 && MonotonicClock.nanoseconds() < deadline { usleep(1_000) }
+            #expect(machine.postCode.writeCount >= before + 100, "the VM did not run again after resume")
+            #expect(machine.vcpus.allSatisfy { $0.state == .running })
+            machine.stop(reason: "test done")
+        }
+        #expect(run.exit == .stopped(reason: "test done"))
+        #expect(run.machine.vcpus.allSatisfy { $0.state == .parked })
+        // Every vCPU was kicked out of KVM_RUN at least twice: pause and stop.
+        for vcpu in run.machine.vcpus {
+            #expect(vcpu.statistics.kicksSent >= 2)
+            #expect(vcpu.statistics.portIOExits > 0)
+        }
+    }
+
+    @Test func stopWhilePaused() throws {
+        let run = try runGuest("spin", cpus: 2) { machine, console in
+            try waitForOutput(console, containing: "spin: 2 CPUs spinning")
+            machine.pause()
+            machine.stop(reason: "stopped while paused")
+        }
+        #expect(run.exit == .stopped(reason: "stopped while paused"))
+        #expect(run.machine.vcpus.allSatisfy { $0.state == .parked })
+    }
+
+    @Test func theFirstEndingWins() throws {
+        let run = try runGuest("spin") { machine, console in
+            try waitForOutput(console, containing: "spin: 1 CPUs spinning")
+            machine.stop(reason: "first")
+            machine.stop(reason: "second")
+        }
+        #expect(run.exit == .stopped(reason: "first"))
+    }
+
+    /// Controllers racing each other and the end of the VM: no hang, no
+    /// crash, and every vCPU ends parked.
+    @Test func racingPauseResumeAndStop() throws {
+        let run = try runGuest("spin", cpus: 3, timeout: 120) { machine, console in
+            try waitForOutput(console, containing: "spin: 3 CPUs spinning")
+            let done = Atomic<Bool>(false)
+            var threads: [OSThread] = []
+            for i in 0..<4 {
+                threads.append(try OSThread(name: "racer\(i)") {
+                    while !done.load(ordering: .relaxed) {
+                        if i % 2 == 0 { machine.pause() } else { machine.resume() }
+                    }
+                })
+            }
+            usleep(300_000)
+            machine.stop(reason: "stopped mid-race")
+            done.store(true, ordering: .relaxed)
+            for t in threads { t.join() }
+        }
+        #expect(run.exit == .stopped(reason: "stopped mid-race"))
+        #expect(run.machine.vcpus.allSatisfy { $0.state == .parked })
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Swiftlet
+import SwiftletBoot
+import SwiftletDevices
+import SwiftletSystem
+import Testing
+
+/// Locating the repository, building the test guests and running them.
+public enum TestGuests {
+    /// The repository root, from this file's location.
+    public static let repositoryRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// Builds every guest once per test process (`Guests/build` is
+    /// incremental and takes seconds), so `swift test` needs no setup step.
+    private static let buildResult: Result<Void, TestSetupError> = {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: repositoryRoot + "/Guests/build")
+        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do {
+            try process.run()
+        } catch {
+            return .failure(TestSetupError("cannot run Guests/build: \(error)"))
+        }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            return .failure(TestSetupError("Guests/build failed (\(process.terminationStatus)):\n" + String(decoding: output, as: UTF8.self)))
+        }
+        return .success(())
+    }()
+
+    /// The built ELF of guest `name` (e.g. "hello").
+    public static func path(_ name: String) throws -> String {
+        try buildResult.get()
+        let path = repositoryRoot + "/Guests/out/\(name).elf"
+        guard FileManager.default.fileExists(atPath: path) else { throw TestSetupError("no guest named \(name) at \(path)") }
+        return path
+    }
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Whether this machine can run KVM tests. Tests that need KVM are enabled
+/// with `.enabled(if: KVMTestSupport.isAvailable, KVMTestSupport.reason)`:
+/// they run wherever /dev/kvm exists and are reported as skipped, with this
+/// reason, only where it does not.
+public enum KVMTestSupport {
+    public static let isAvailable: Bool = access("/dev/kvm", R_OK | W_OK) == 0
+    public static let reason: Comment = "requires /dev/kvm (read-write)"
+}
+
+
+/// The outcome of running a guest in-process.
+public struct GuestRun: Sendable {
+    public let exit: MachineExit
+    public let output: String
+    public let machine: Machine
+
+    /// Output lines, without the trailing empty line.
+    public var lines: [String] { output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+}
+
+/// Runs `guest` with its console captured; stops it after `timeout`
+/// seconds so a broken guest or VMM fails the test instead of hanging it.
+/// `whileRunning` gets the started machine and its console capture (to
+/// feed input, pause, observe).
+public func runGuest(_ guest: String, cpus: Int = 1, memoryMiB: Int = 128, commandLine: String = "",
+                     initrdPath: String? = nil, bootProtocol: BootProtocolOption = .automatic, timeout: Double = 60,
+                     whileRunning: (@Sendable (Machine, ConsoleCapture) throws -> Void)? = nil) throws -> GuestRun {
+    let capture = ConsoleCapture()
+    var config = MachineConfiguration(kernel: .file(path: try TestGuests.path(guest)), initrdPath: initrdPath,
+                                      commandLine: commandLine, cpus: cpus, memoryMiB: memoryMiB, serial: .capture(capture))
+    config.bootProtocol = bootProtocol.value
+    let machine = try Machine(config)
+    try machine.start()
+    let watchdog = Latch()
+    let timer = try OSThread(name: "test-watchdog") {
+        if !watchdog.wait(timeoutNanoseconds: Int64(timeout * 1e9)) {
+            machine.stop(reason: "test timeout after \(timeout) s")
+        }
+    }
+    defer {
+        watchdog.signal()
+        timer.join()
+    }
+    do {
+        try whileRunning?(machine, capture)
+    } catch {
+        machine.stop(reason: "test failed while the guest ran")
+        _ = machine.waitForExit()
+        throw error
+    }
+    let exit = machine.waitForExit()
+    return GuestRun(exit: exit, output: capture.text, machine: machine)
+}
+
+
+/// `BootProtocol` spelled for test arguments.
+public enum BootProtocolOption: Sendable {
+    case automatic, multiboot, elf64
+    var value: BootProtocol {
+        switch self {
+        case .automatic: .automatic
+        case .multiboot: .multiboot
+        case .elf64: .elf64
+        }
+    }
+}
+
+/// Waits until `capture` has printed `text` (or `timeout` passes).
+public func waitForOutput(_ capture: ConsoleCapture, containing text: String, timeout: Double = 30) throws {
+    let deadline = MonotonicClock.nanoseconds() + Int64(timeout * 1e9)
+    while !capture.text.contains(text) {
+        guard MonotonicClock.nanoseconds() < deadline else {
+            throw TestSetupError("timed out waiting for \"\(text)\"; output so far:\n\(capture.text)")
+        }
+        usleep(2_000)
+    }
+}
