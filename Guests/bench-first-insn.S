@@ -1,8 +1,9 @@
 /*
- * bench-first-insn (Multiboot): ends the VM as soon as it starts, for the
- * start-up benchmark. Standalone (no runtime). The 32-bit entry clears AL
- * and writes it to the debug-exit port: status (0 << 1) | 1 = 1. EAX holds
- * 0x2BADB002 on entry, hence the XOR before the OUT.
+ * bench-first-insn (Multiboot): the start-up benchmark's guest. Standalone
+ * (no runtime). Its first instructions write one byte ('!') to COM1's
+ * transmit register, which the harness times as the guest's first sign of
+ * life; then it ends the VM through debug exit with 0: status
+ * (0 << 1) | 1 = 1. EAX holds 0x2BADB002 on entry, hence the XOR.
  */
         .section .multiboot, "a"
         .balign 4
@@ -14,6 +15,9 @@ header:
         .code32
         .globl  _start
 _start:
+        mov     $0x3f8, %dx
+        mov     $'!', %al
+        out     %al, %dx
         xor     %eax, %eax
         out     %al, $0xf4
 1:      hlt
