@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
-        .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices"]),
+        .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -18,7 +18,7 @@ final class ConsoleConnection: Sendable {
     private let loop: EventLoop
     private let onEscape: @Sendable () -> Void
     private let room: EventNotifier?
-    private let state = Mutex<State>(State())
+    private let state = Locked<State>(State())
     private static let stdin: Int32 = 0
     private static let escapeByte: UInt8 = 0x01  // Ctrl-A
 

@@ -33,12 +33,12 @@ public final class Machine: Sendable {
     private let controlLoop: EventLoop
     private let console: ConsoleConnection?
     private let serialOutput: any SerialOutput
-    private let state = Mutex<RunState>(.created)
+    private let state = Locked<RunState>(.created)
     /// Serializes pause and resume, which wait for the vCPUs: without it a
     /// resume could wait forever for a vCPU another thread paused again.
     /// `stop()` never takes it, since guests end VMs from vCPU threads.
-    private let control = Mutex<Void>(())
-    private let controlThread = Mutex<OSThread?>(nil)
+    private let control = Lock()
+    private let controlThread = Locked<OSThread?>(nil)
 
     private enum RunState { case created, started, finished }
 
@@ -210,7 +210,7 @@ public final class Machine: Sendable {
     /// Takes every vCPU out of KVM_RUN and holds it there; returns when all
     /// are out (or the VM ended meanwhile).
     public func pause() {
-        control.withLock { _ in
+        control.withLock {
             for vcpu in vcpus { vcpu.requestPause() }
             for vcpu in vcpus { vcpu.waitUntilQuiescent() }
         }
@@ -218,7 +218,7 @@ public final class Machine: Sendable {
 
     /// Lets paused vCPUs run again; returns when none is paused any more.
     public func resume() {
-        control.withLock { _ in
+        control.withLock {
             for vcpu in vcpus { vcpu.resume() }
             for vcpu in vcpus { vcpu.waitUntilResumed() }
         }

@@ -14,8 +14,8 @@ import SwiftletVCPU
 /// that vCPUs stop and never waits for them, because it is often called on
 /// a vCPU thread; `Machine.waitForExit()` does the joining.
 final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
-    private let outcome = Mutex<MachineExit?>(nil)
-    private let vcpus = Mutex<[VCPU]>([])
+    private let outcome = Locked<MachineExit?>(nil)
+    private let vcpus = Locked<[VCPU]>([])
     private let endedLatch = Latch()
     private let memory: GuestMemory
     private let onEnd: @Sendable () -> Void

@@ -65,7 +65,7 @@ enum RunCommand {
 
 /// The signal that ended the VM, if one did.
 private final class SignalCatcher: Sendable {
-    private let value = Mutex<Int32?>(nil)
+    private let value = Locked<Int32?>(nil)
     func record(_ n: Int32) { value.withLock { $0 = n } }
     var signal: Int32? { value.withLock { $0 } }
 }

@@ -140,14 +140,14 @@ public final class FirmwareConfig: BusDevice {
 
     private let items: [UInt16: Item]
     private let files: [(name: String, selector: UInt16)]
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let logLimiter = RateLimiter(burst: 3)
 
     init(items: [UInt16: Item], files: [(name: String, selector: UInt16)]) {
         self.items = items
         self.files = files
         // Selecting the signature is QEMU's reset state.
-        self.state = Mutex(State(item: items[Key.signature]))
+        self.state = Locked(State(item: items[Key.signature]))
     }
 
     /// The file names in directory order (sorted by name, as QEMU sorts).

@@ -66,7 +66,7 @@ public final class I8042Controller: Sendable {
     }
 
     private let requests: any GuestRequestSink
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let logLimiter = RateLimiter(burst: 3)
 
     /// Resets are reported to `requests` on the vCPU thread that asked for

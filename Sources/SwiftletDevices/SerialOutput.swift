@@ -122,7 +122,7 @@ public final class ConsoleCapture: SerialOutput {
     }
 
     public let limit: Int
-    private let ring = Mutex(Ring())
+    private let ring = Locked(Ring())
 
     /// Retains at most `limit` bytes (1 MiB unless told otherwise).
     public init(limit: Int = 1 << 20) {

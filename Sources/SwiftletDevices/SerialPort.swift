@@ -189,7 +189,7 @@ public final class SerialPort: BusDevice {
 
     private let interrupt: any InterruptLine
     private let output: any SerialOutput
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// `interrupt` is driven with the device lock held, so its `setLevel`
     /// must not call back into this port; it is called only when the level

@@ -35,7 +35,7 @@ public final class EventLoop: Sendable {
 
     private let epoll: FileDescriptor
     private let wakeup: EventNotifier
-    private let state = Mutex<State>(State())
+    private let state = Locked<State>(State())
 
     private struct State {
         var handlers: [Int32: Handler] = [:]

@@ -69,7 +69,7 @@ public final class RateLimiter: Sendable {
         var inWindow = 0
         var suppressed = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let burst: Int
     private let interval: Int64
 

@@ -49,7 +49,7 @@ public final class VCPU: Sendable, CustomStringConvertible {
     private let exitHandler: any VCPUExitHandler
     private let stateWord = FutexWord(VCPUState.parked.rawValue)
     private let requests = FutexWord(0)
-    private let thread = Mutex<OSThread?>(nil)
+    private let thread = Locked<OSThread?>(nil)
     // Counters live in the vCPU object itself: it is already in cache when
     // an exit is handled, so counting costs no extra memory traffic.
     private let exitCount = Atomic<UInt64>(0)

@@ -1,10 +1,11 @@
 import Synchronization
 import Testing
+import SwiftletSystem
 @testable import SwiftletDevices
 
 /// A register file that records accesses, for exercising the bus.
 private final class Registers: BusDevice {
-    let last = Mutex<(offset: UInt64, size: Int, value: UInt64)?>(nil)
+    let last = Locked<(offset: UInt64, size: Int, value: UInt64)?>(nil)
     func read(at offset: UInt64, size: Int) -> UInt64 { 0x1122_3344_5566_7788 >> (offset * 8) }
     func write(at offset: UInt64, size: Int, value: UInt64) { last.withLock { $0 = (offset, size, value) } }
 }

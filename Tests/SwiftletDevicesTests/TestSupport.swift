@@ -1,9 +1,10 @@
 import Synchronization
+import SwiftletSystem
 @testable import SwiftletDevices
 
 /// An interrupt line that records every level it is driven to.
 final class LevelRecorder: InterruptLine {
-    private let levels = Mutex<[Bool]>([])
+    private let levels = Locked<[Bool]>([])
 
     func setLevel(_ asserted: Bool) {
         levels.withLock { $0.append(asserted) }
@@ -16,7 +17,7 @@ final class LevelRecorder: InterruptLine {
 
 /// A machine stand-in that records guest requests.
 final class RequestRecorder: GuestRequestSink {
-    private let requests = Mutex<[GuestRequest]>([])
+    private let requests = Locked<[GuestRequest]>([])
 
     func guestRequested(_ request: GuestRequest) {
         requests.withLock { $0.append(request) }
