@@ -34,6 +34,7 @@ let package = Package(
         .target(name: "SwiftletMemory", dependencies: ["SwiftletSystem"]),
         .target(name: "SwiftletBoot", dependencies: ["SwiftletMemory", "SwiftletSystem"]),
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
+        .target(name: "SwiftletInterrupts", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .target(name: "Swiftlet", dependencies: ["SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
         .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem"]),
         .target(name: "SwiftletDefaultGuest"),
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
         .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
+        .testTarget(name: "SwiftletInterruptsTests", dependencies: ["SwiftletInterrupts", "SwiftletDevices", "SwiftletSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )
