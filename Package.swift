@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "SwiftletBoot", dependencies: ["SwiftletMemory", "SwiftletSystem"]),
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
         .target(name: "SwiftletInterrupts", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
+        .target(name: "SwiftletACPI", dependencies: []),
         .target(name: "Swiftlet", dependencies: ["SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
         .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem"]),
         .target(name: "SwiftletDefaultGuest"),
@@ -54,6 +55,7 @@ let package = Package(
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
         .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .testTarget(name: "SwiftletInterruptsTests", dependencies: ["SwiftletInterrupts", "SwiftletDevices", "SwiftletSystem"]),
+        .testTarget(name: "SwiftletACPITests", dependencies: ["SwiftletACPI"]),
     ],
     swiftLanguageModes: [.v6]
 )
