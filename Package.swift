@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "SwiftletCLITests", dependencies: ["SwiftletCLI", "SwiftletTool", "SwiftletBoot", "Swiftlet", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
+        .testTarget(name: "SwiftletSystemTests", dependencies: ["SwiftletSystem"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
         .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .testTarget(name: "SwiftletInterruptsTests", dependencies: ["SwiftletInterrupts", "SwiftletDevices", "SwiftletSystem"]),
