@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "SwiftletInterrupts", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .target(name: "SwiftletACPI", dependencies: []),
         .target(name: "Swiftlet", dependencies: ["SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
-        .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem"]),
+        .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem", "SwiftletVCPU"]),
         .target(name: "SwiftletDefaultGuest"),
         // Release builds are fully static (Swift runtime, libstdc++ and glibc):
         // no dynamic loader work at start-up, and only the library code we
@@ -53,6 +53,7 @@ let package = Package(
         .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletSystemTests", dependencies: ["SwiftletSystem"]),
+        .testTarget(name: "SwiftletVCPUTests", dependencies: ["SwiftletVCPU", "SwiftletKVM", "SwiftletMemory"]),
         .testTarget(name: "SwiftletBootTests", dependencies: ["SwiftletBoot", "SwiftletMemory"]),
         .testTarget(name: "SwiftletDevicesTests", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .testTarget(name: "SwiftletInterruptsTests", dependencies: ["SwiftletInterrupts", "SwiftletDevices", "SwiftletSystem"]),

@@ -27,6 +27,8 @@ public final class Machine: Sendable {
     public let mmioBus: IOBus
     public let serial: SerialPort
     public let postCode: PostCodePort
+    /// Instructions the PVM assist completed (all zero when it is off).
+    public let instructionAssistStatistics: InstructionAssistStatistics
 
     let vm: VirtualMachine
     private let lifecycle: MachineLifecycle
@@ -96,7 +98,11 @@ public final class Machine: Sendable {
             throw .host("cannot create the control event loop: \(error)")
         }
         controlLoop = loop
-        lifecycle = MachineLifecycle(memory: memory, onEnd: { loop.stop() })
+        let assistStatistics = InstructionAssistStatistics()
+        instructionAssistStatistics = assistStatistics
+        let assist = configuration.pvmAssist.isEnabled(onPVMHost: hostKind == .pvm)
+            ? InstructionAssist(statistics: assistStatistics, completesBreakpoints: hostKind == .pvm) : nil
+        lifecycle = MachineLifecycle(memory: memory, instructionAssist: assist, onEnd: { loop.stop() })
 
         // Devices.
         let output: any SerialOutput
@@ -142,7 +148,8 @@ public final class Machine: Sendable {
         for index in 0..<UInt32(configuration.cpus) {
             do {
                 let descriptor = try vm.createVCPU(id: index)
-                try descriptor.setCPUID(CPUSetup.cpuid(from: supportedCPUID, apicID: index, cpuCount: UInt32(configuration.cpus)))
+                try descriptor.setCPUID(CPUSetup.cpuid(from: supportedCPUID, apicID: index, cpuCount: UInt32(configuration.cpus),
+                                                       hiding: configuration.cpuFeatures))
                 try descriptor.setMSRs(CPUSetup.bootMSRs())
                 try descriptor.setFPU(CPUSetup.initialFPU())
                 try Machine.wireLocalInterruptPins(descriptor)

@@ -1,5 +1,6 @@
 import SwiftletBoot
 import SwiftletDevices
+import SwiftletVCPU
 
 /// Everything needed to build a VM, in one value. The CLI, a config file and
 /// the control API all produce this; `validate()` is the single place where
@@ -31,9 +32,16 @@ public struct MachineConfiguration: Sendable {
     public var memoryMiB: Int
     public var serial: Serial
     public var bootProtocol: BootProtocol
+    /// CPUID features hidden from the guest (`--cpu-features -cx16,...`).
+    public var cpuFeatures: CPUFeatureSelection
+    /// Whether Swiftlet completes instructions a PVM host's emulator cannot
+    /// (`--pvm-assist`; see `InstructionAssist`). `automatic`: on when
+    /// /dev/kvm is PVM, off on hardware-virtualization hosts.
+    public var pvmAssist: InstructionAssist.Mode = .automatic
 
     public init(kernel: Kernel, initrdPath: String? = nil, commandLine: String = "", cpus: Int = 1,
-                memoryMiB: Int = 128, serial: Serial = .stdio, bootProtocol: BootProtocol = .automatic) {
+                memoryMiB: Int = 128, serial: Serial = .stdio, bootProtocol: BootProtocol = .automatic,
+                cpuFeatures: CPUFeatureSelection = CPUFeatureSelection()) {
         self.kernel = kernel
         self.initrdPath = initrdPath
         self.commandLine = commandLine
@@ -41,6 +49,7 @@ public struct MachineConfiguration: Sendable {
         self.memoryMiB = memoryMiB
         self.serial = serial
         self.bootProtocol = bootProtocol
+        self.cpuFeatures = cpuFeatures
     }
 
     /// vCPUs: xAPIC IDs are 8 bits and 0xff is the broadcast ID.

@@ -18,10 +18,13 @@ final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
     private let vcpus = Locked<[VCPU]>([])
     private let endedLatch = Latch()
     private let memory: GuestMemory
+    /// Completes instructions a PVM host's emulator cannot; nil when off.
+    private let instructionAssist: InstructionAssist?
     private let onEnd: @Sendable () -> Void
 
-    init(memory: GuestMemory, onEnd: @escaping @Sendable () -> Void) {
+    init(memory: GuestMemory, instructionAssist: InstructionAssist? = nil, onEnd: @escaping @Sendable () -> Void) {
         self.memory = memory
+        self.instructionAssist = instructionAssist
         self.onEnd = onEnd
     }
 
@@ -65,6 +68,12 @@ final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
         case .shutdown:
             end(.crashed(.capture(kind: .tripleFault, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
         case .internalError:
+            // On PVM hosts, an instruction the host's emulator lacks may be
+            // one the assist completes; the guest then simply goes on.
+            if let instructionAssist,
+               instructionAssist.complete(vcpu.descriptor.internalError(), on: vcpu.descriptor, memory: memory).resumesGuest {
+                return .resume
+            }
             end(.crashed(.capture(kind: .internalError, exit: exit, vcpu: vcpu.descriptor, memory: memory)))
         case .failedEntry:
             end(.crashed(.capture(kind: .failedEntry, exit: exit, vcpu: vcpu.descriptor, memory: memory)))

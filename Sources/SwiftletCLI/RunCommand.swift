@@ -1,6 +1,7 @@
 import Glibc
 import Swiftlet
 import SwiftletSystem
+import SwiftletVCPU
 import Synchronization
 
 /// `swiftlet run`.
@@ -50,6 +51,10 @@ enum RunCommand {
             return ExitStatus.hostFailure
         }
         let exit = machine.waitForExit()
+        let assisted = machine.instructionAssistStatistics.snapshot
+        if assisted.total > 0 {
+            SwiftletCommand.writeError("swiftlet: \(assisted.summary)")
+        }
         switch exit {
         case .poweredOff, .debugExit:
             Log.info(exit.description)

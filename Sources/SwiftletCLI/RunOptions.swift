@@ -1,6 +1,7 @@
 import Swiftlet
 import SwiftletBoot
 import SwiftletSystem
+import SwiftletVCPU
 
 /// `swiftlet run`'s options, turned into one validated `MachineConfiguration`.
 public struct RunOptions: Sendable {
@@ -15,6 +16,8 @@ public struct RunOptions: Sendable {
         .init("memory", value: "MIB", help: "guest RAM in MiB (default 128)"),
         .init("serial", value: "stdio|file:PATH|none", help: "where COM1 goes (default stdio)"),
         .init("boot-protocol", value: "auto|multiboot|elf64", help: "how to enter the kernel (default auto: Multiboot if the image has the header)"),
+        .init("cpu-features", value: "-NAME,...", help: "CPUID features to hide from the guest, e.g. -cx16,-xsave (names as in /proc/cpuinfo)"),
+        .init("pvm-assist", value: "on|off|auto", help: "complete instructions a PVM host cannot emulate (int3, clac/stac, popcnt, ...) (default auto: on for PVM hosts)"),
         .init("log-level", value: "error|warning|info|debug", help: "how much Swiftlet logs on stderr (default warning)"),
     ])
 
@@ -42,6 +45,19 @@ public struct RunOptions: Sendable {
             case "elf64": config.bootProtocol = .elf64
             default: throw UsageError("--boot-protocol must be auto, multiboot or elf64, not '\(proto)'")
             }
+        }
+        if let features = values["cpu-features"] {
+            do {
+                config.cpuFeatures = try CPUFeatureSelection.parse(features)
+            } catch {
+                throw UsageError("--cpu-features: \(error)")
+            }
+        }
+        if let assist = values["pvm-assist"] {
+            guard let mode = InstructionAssist.Mode(rawValue: assist) else {
+                throw UsageError("--pvm-assist must be on, off or auto, not '\(assist)'")
+            }
+            config.pvmAssist = mode
         }
         var level = Log.Level.warning
         if let name = values["log-level"] {

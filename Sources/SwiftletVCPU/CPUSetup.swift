@@ -3,33 +3,39 @@ import SwiftletKVM
 
 /// The vCPU state Swiftlet programs before a vCPU first runs.
 public enum CPUSetup {
-    /// The CPUID a vCPU reports: what KVM supports, with this vCPU's APIC ID
-    /// and the machine's CPU count filled in, and the hypervisor bit set.
+    /// The CPUID a vCPU reports: what KVM supports (including its hypervisor
+    /// leaves 0x40000000–0x40000001: the "KVMKVMKVM" signature, kvmclock and
+    /// the PV features), minus the features `hidden` removes, with this
+    /// vCPU's APIC ID, the CPU count and a flat topology (one thread per
+    /// core, all cores in one package) in leaves 1 and 0xB, and the
+    /// hypervisor bit set.
     ///
     /// Our PVM hosts honour little of KVM_SET_CPUID2 (the guest sees the
-    /// host's feature bits whatever is set); the identity fields below are
-    /// still what a guest on a hardware host reads.
-    public static func cpuid(from supported: CPUIDTable, apicID: UInt32, cpuCount: UInt32) -> CPUIDTable {
-        var table = supported
+    /// host's feature bits whatever is set); what is set here is still what
+    /// a guest on a hardware host reads.
+    public static func cpuid(from supported: CPUIDTable, apicID: UInt32, cpuCount: UInt32,
+                             hiding features: CPUFeatureSelection = CPUFeatureSelection()) -> CPUIDTable {
+        var table = features.apply(to: supported)
         table.update(0x1) { e in
             // EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package.
             e.ebx = (e.ebx & 0x0000_ffff) | ((apicID & 0xff) << 24) | ((min(cpuCount, 255) & 0xff) << 16)
             e.edx |= 1 << 28   // HTT: EBX[23:16] is valid
             e.ecx |= 1 << 31   // running under a hypervisor
         }
-        for leaf: UInt32 in [0xb, 0x1f] {
-            table.update(leaf) { e in
-                // EDX holds the x2APIC ID in every sub-leaf of the topology leaves.
-                e.edx = apicID
-                // A flat topology: one thread per core, all cores in one package.
-                switch e.index {
-                case 0: e.eax = 0; e.ebx = 1; e.ecx = (1 << 8) | 0
-                case 1:
-                    let bits = UInt32(32 - max(1, cpuCount - 1).leadingZeroBitCount)
-                    e.eax = bits; e.ebx = cpuCount; e.ecx = (2 << 8) | 1
-                default: e.eax = 0; e.ebx = 0; e.ecx = e.index
-                }
-            }
+        // Leaf 0xB (extended topology): rebuilt, since KVM leaves it empty.
+        // Sub-leaf 0 is the SMT level (one thread per core), sub-leaf 1 the
+        // core level (all CPUs), sub-leaf 2 ends the list; EDX is the x2APIC
+        // ID in every sub-leaf (SDM Vol. 2A, CPUID leaf 0BH).
+        let maxBasic = table.entry(0)?.eax ?? 0
+        table.entries.removeAll { $0.function == 0xb }
+        if maxBasic >= 0xb {
+            let significant = UInt32(KVM_CPUID_FLAG_SIGNIFCANT_INDEX)
+            let coreBits = UInt32(32 - max(1, cpuCount - 1).leadingZeroBitCount)
+            table.entries += [
+                CPUIDEntry(function: 0xb, index: 0, flags: significant, eax: 0, ebx: 1, ecx: (1 << 8) | 0, edx: apicID),
+                CPUIDEntry(function: 0xb, index: 1, flags: significant, eax: coreBits, ebx: cpuCount, ecx: (2 << 8) | 1, edx: apicID),
+                CPUIDEntry(function: 0xb, index: 2, flags: significant, eax: 0, ebx: 0, ecx: 2, edx: apicID),
+            ]
         }
         return table
     }

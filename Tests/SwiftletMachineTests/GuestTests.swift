@@ -2,6 +2,8 @@ import Glibc
 import Testing
 import Swiftlet
 import SwiftletDevices
+import SwiftletKVM
+import SwiftletVCPU
 import SwiftletTestSupport
 
 /// Each test guest in Guests/ run in-process; assertions are on what the
@@ -132,6 +134,28 @@ struct GuestTests {
         #expect(viaMultiboot.lines.contains("multiboot-info: 1 modules"))
         #expect(viaMultiboot.lines.contains { $0.hasPrefix("multiboot-info: module 0: ") && $0.contains("(\(contents.count) bytes) \"\(path)\" head \"swiftlet initrd!\"") },
                 "\(viaMultiboot.output)")
+    }
+
+    @Test func cpuidDescribesEachVCPU() throws {
+        let run = try runGuest("cpuid", cpus: 3)
+        #expect(run.exit == Self.success, "\(run.output)")
+        #expect(run.lines.contains("cpuid: leaf 1 apic id 0, logical cpus 3, hypervisor 1"))
+        #expect(run.lines.contains("cpuid: leaf 0xb apic id 0, smt 1, cores 3"))
+        #expect(run.lines.contains("cpuid: hypervisor \"KVMKVMKVM\", max leaf 0x40000001"))
+        #expect(run.lines.contains { $0.hasPrefix("cpuid: cx16 1") })
+    }
+
+    @Test func hiddenCPUFeatures() throws {
+        var config = try guestConfiguration("cpuid")
+        config.cpuFeatures = try CPUFeatureSelection.parse("-cx16,-xsave")
+        let run = try runGuest(configuration: config)
+        #expect(run.exit == Self.success, "\(run.output)")
+        // Hiding CX16 takes effect everywhere, PVM included. PVM shows the
+        // guest the host's XSAVE bit whatever the VMM sets (PLATFORM.md).
+        #expect(run.lines.contains { $0.hasPrefix("cpuid: cx16 0") })
+        if KVMHostKind.detect().isHardwareVirtualization {
+            #expect(run.lines.contains { $0.hasPrefix("cpuid: cx16 0, xsave 0") })
+        }
     }
 
     @Test func multibootInformationIsComplete() throws {

@@ -70,18 +70,32 @@ public struct GuestRun: Sendable {
     public var lines: [String] { output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
 }
 
-/// Runs `guest` with its console captured; stops it after `timeout`
-/// seconds so a broken guest or VMM fails the test instead of hanging it.
-/// `whileRunning` gets the started machine and its console capture (to
-/// feed input, pause, observe).
+/// A configuration for guest `name` whose console is captured in memory.
+public func guestConfiguration(_ name: String, cpus: Int = 1, memoryMiB: Int = 128, commandLine: String = "",
+                               initrdPath: String? = nil) throws -> MachineConfiguration {
+    MachineConfiguration(kernel: .file(path: try TestGuests.path(name)), initrdPath: initrdPath,
+                         commandLine: commandLine, cpus: cpus, memoryMiB: memoryMiB, serial: .capture(ConsoleCapture()))
+}
+
+/// Runs `guest` with its console captured; see `runGuest(configuration:)`.
 public func runGuest(_ guest: String, cpus: Int = 1, memoryMiB: Int = 128, commandLine: String = "",
-                     initrdPath: String? = nil, bootProtocol: BootProtocolOption = .automatic, timeout: Double = 60,
+                     initrdPath: String? = nil, timeout: Double = 60,
                      whileRunning: (@Sendable (Machine, ConsoleCapture) throws -> Void)? = nil) throws -> GuestRun {
-    let capture = ConsoleCapture()
-    var config = MachineConfiguration(kernel: .file(path: try TestGuests.path(guest)), initrdPath: initrdPath,
-                                      commandLine: commandLine, cpus: cpus, memoryMiB: memoryMiB, serial: .capture(capture))
-    config.bootProtocol = bootProtocol.value
-    let machine = try Machine(config)
+    try runGuest(configuration: guestConfiguration(guest, cpus: cpus, memoryMiB: memoryMiB, commandLine: commandLine,
+                                                   initrdPath: initrdPath),
+                 timeout: timeout, whileRunning: whileRunning)
+}
+
+/// Runs a VM until it ends; stops it after `timeout` seconds so a broken
+/// guest or VMM fails the test instead of hanging it. `whileRunning` gets
+/// the started machine and its console capture (to feed input, pause,
+/// observe). The configuration's serial must be `.capture`.
+public func runGuest(configuration: MachineConfiguration, timeout: Double = 60,
+                     whileRunning: (@Sendable (Machine, ConsoleCapture) throws -> Void)? = nil) throws -> GuestRun {
+    guard case .capture(let capture) = configuration.serial else {
+        throw TestSetupError("runGuest needs a configuration with a captured console")
+    }
+    let machine = try Machine(configuration)
     try machine.start()
     let watchdog = Latch()
     let timer = try OSThread(name: "test-watchdog") {
@@ -102,19 +116,6 @@ public func runGuest(_ guest: String, cpus: Int = 1, memoryMiB: Int = 128, comma
     }
     let exit = machine.waitForExit()
     return GuestRun(exit: exit, output: capture.text, machine: machine)
-}
-
-
-/// `BootProtocol` spelled for test arguments.
-public enum BootProtocolOption: Sendable {
-    case automatic, multiboot, elf64
-    var value: BootProtocol {
-        switch self {
-        case .automatic: .automatic
-        case .multiboot: .multiboot
-        case .elf64: .elf64
-        }
-    }
 }
 
 /// Waits until `capture` has printed `text` (or `timeout` passes).
