@@ -20,6 +20,7 @@ let package = Package(
         fuzzTarget("FuzzELF"),
         fuzzTarget("FuzzMultiboot"),
         fuzzTarget("FuzzBootLoader"),
+        fuzzTarget("FuzzBzImage"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,5 @@
+import SwiftletMemory
+
 /// The boot CPU's registers at the kernel's first instruction, independent
 /// of KVM: the vCPU layer turns this into KVM_SET_REGS/SREGS, building
 /// segment registers from `BootGDT.descriptor(for:)` and the selectors.
@@ -83,6 +85,33 @@ public struct CPUBootState: Hashable, Sendable {
         state.cr4 = CR4.physicalAddressExtension | CR4.osFXSR | CR4.osXMMExceptions
         state.efer = EFER.longModeEnable | EFER.longModeActive
         state.rsp = X86Layout.bootStackTop.rawValue
+        return state
+    }
+
+    /// The Linux 64-bit boot protocol (boot.rst, "64-bit Boot Protocol"):
+    /// the direct 64-bit entry's state, with RSI pointing at the zero page.
+    ///
+    /// boot.rst asks for CS = __BOOT_CS (0x10) and DS = __BOOT_DS (0x18);
+    /// Swiftlet's GDT has its 64-bit code at 0x08 and data at 0x10, as
+    /// Firecracker's and Cloud Hypervisor's do. Every 64-bit entry
+    /// (startup_64 of the decompressor and of vmlinux) zeroes or reloads
+    /// the data segments and loads its own GDT before it relies on a
+    /// selector.
+    public static func linux64(entry: UInt64, bootParams: GuestAddress) -> CPUBootState {
+        var state = longMode(entry: entry)
+        state.rsi = bootParams.rawValue
+        return state
+    }
+
+    /// PVH entry (Xen docs/misc/pvh.pandoc): 32-bit protected mode, paging
+    /// off, CR0 = PE (ET reads as one), CR4 = 0, flat 32-bit code and data
+    /// segments, interrupts off, EBX the hvm_start_info. The stack, GDT and
+    /// IDT are the kernel's job, so ESP is 0.
+    public static func pvh(entry: UInt64, startInfo: GuestAddress) -> CPUBootState {
+        var state = CPUBootState(mode: .protected32, rip: entry,
+                                 cr0: CR0.protectionEnable | CR0.extensionType,
+                                 codeSelector: BootGDT.kernelCode32)
+        state.rbx = startInfo.rawValue
         return state
     }
 

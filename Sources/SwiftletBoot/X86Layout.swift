@@ -10,9 +10,19 @@ public enum X86Layout {
     /// Protected/long-mode GDT built by the VMM (6 descriptors, see `BootGDT`).
     public static let gdtAddress = GuestAddress(0x500)
     public static let gdtSize: UInt64 = UInt64(BootGDT.descriptors.count * 8)
-    /// Multiboot information structure or other boot information page.
+    /// The boot information page: whichever structure the boot protocol
+    /// hands the kernel (Multiboot information, Linux zero page, PVH start
+    /// info). One protocol per boot, so they share the page.
     public static let bootInfoAddress = GuestAddress(0x6000)
     public static let bootInfoSize: UInt64 = 0x1000
+    /// Linux boot protocol: struct boot_params, the "zero page", 4 KiB.
+    public static let linuxZeroPageAddress = bootInfoAddress
+    /// PVH: hvm_start_info (56 bytes), then the module list (32 bytes per
+    /// module; Swiftlet passes at most the initrd), then the memory map
+    /// (24 bytes per entry, at most 128), all in the boot information page.
+    public static let pvhStartInfoAddress = bootInfoAddress
+    public static let pvhModuleListAddress = GuestAddress(0x6040)
+    public static let pvhMemoryMapAddress = GuestAddress(0x6080)
     /// Identity-mapping page tables for direct 64-bit entry: PML4, PDPT, and
     /// four page directories covering the first 4 GiB with 2 MiB pages.
     public static let pageTableAddress = GuestAddress(0x9000)

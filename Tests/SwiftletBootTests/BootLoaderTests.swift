@@ -58,7 +58,7 @@ import SwiftletMemory
     }
 
     @Test func protocolNamesMatchTheCommandLine() {
-        #expect(BootProtocol.allCases.map(\.rawValue) == ["auto", "multiboot", "elf64"])
+        #expect(BootProtocol.allCases.map(\.rawValue) == ["auto", "multiboot", "elf64", "linux", "pvh"])
         #expect(BootProtocol(rawValue: "auto") == .automatic)
     }
 

@@ -153,3 +153,86 @@ func loadError(_ bytes: [UInt8], name: String = "k", initrd: ByteImage? = nil, c
         return error
     }
 }
+
+/// One ELF note as it sits in a PT_NOTE segment (4-byte alignment).
+func elfNote(name: String, type: UInt32, descriptor: [UInt8]) -> [UInt8] {
+    let nameBytes = Array(name.utf8) + [0]
+    func padded(_ bytes: [UInt8]) -> [UInt8] { bytes + [UInt8](repeating: 0, count: (4 - bytes.count % 4) % 4) }
+    var header: [UInt8] = []
+    header.put(UInt32(nameBytes.count), at: 0)
+    header.put(UInt32(descriptor.count), at: 4)
+    header.put(type, at: 8)
+    return header + padded(nameBytes) + padded(descriptor)
+}
+
+/// The PVH entry note with a 32-bit (or, with `wide`, 64-bit) address.
+func pvhNote(entry: UInt64, wide: Bool = false) -> [UInt8] {
+    var descriptor: [UInt8] = []
+    if wide { descriptor.put(entry, at: 0) } else { descriptor.put(UInt32(truncatingIfNeeded: entry), at: 0) }
+    return elfNote(name: "Xen", type: 18, descriptor: descriptor)
+}
+
+extension ELFBuilder {
+    /// A kernel like `kernel()`, with a PT_NOTE segment holding `notes`.
+    static func withNotes(_ notes: [UInt8], _ elfClass: ELFClass = .elf64) -> ELFBuilder {
+        var builder = ELFBuilder.kernel(elfClass)
+        builder.segments.append(Segment(type: ELFProgramHeader.typeNote, flags: 4, physicalAddress: 0, data: notes,
+                                        alignment: 4))
+        return builder
+    }
+}
+
+/// A synthetic bzImage: the boot sector and `setupSectors` setup sectors
+/// with a setup header at 0x1f1, then the protected-mode kernel `payload`.
+/// The defaults are a relocatable 64-bit kernel for a 16 MiB test guest.
+struct BzImageBuilder {
+    var setupSectors: UInt8 = 1
+    var bootFlag: UInt16 = 0xAA55
+    var jump: UInt16 = 0x6AEB  // header ends at 0x26c, as in Linux 6.x
+    var magic: UInt32 = 0x5372_6448
+    var version: UInt16 = 0x020F
+    var loadFlags: UInt8 = 0x01
+    var xLoadFlags: UInt16 = 0x03
+    var syssize: UInt32?
+    var code32Start: UInt32 = 0x10_0000
+    var initrdAddressMax: UInt32 = 0x7FFF_FFFF
+    var kernelAlignment: UInt32 = 0x20_0000
+    var relocatable: UInt8 = 1
+    var minimumAlignment: UInt8 = 21
+    var commandLineSize: UInt32 = 0x7FF
+    var preferredAddress: UInt64 = 0x20_0000
+    var initSize: UInt32 = 0x40_0000
+    var payload = pattern(0x3000, seed: 9)
+
+    var setupSize: Int { (Int(setupSectors == 0 ? 4 : setupSectors) + 1) * 512 }
+
+    func build() -> [UInt8] {
+        var bytes = pattern(setupSize, seed: 5)
+        bytes[0x1F1] = setupSectors
+        bytes.put(UInt16(0), at: 0x1F2)  // root_flags
+        bytes.put(syssize ?? UInt32(payload.count / 16), at: 0x1F4)
+        bytes.put(UInt16(0xFFFF), at: 0x1FA)  // vid_mode: normal
+        bytes.put(bootFlag, at: 0x1FE)
+        bytes.put(jump, at: 0x200)
+        bytes.put(magic, at: 0x202)
+        bytes.put(version, at: 0x206)
+        bytes.put(UInt16(0x1C00), at: 0x20E)  // kernel_version
+        bytes[0x210] = 0  // type_of_loader
+        bytes[0x211] = loadFlags
+        bytes.put(code32Start, at: 0x214)
+        bytes.put(UInt32(0), at: 0x218)  // ramdisk_image
+        bytes.put(UInt32(0), at: 0x21C)  // ramdisk_size
+        bytes.put(UInt16(0), at: 0x224)  // heap_end_ptr
+        bytes.put(UInt32(0), at: 0x228)  // cmd_line_ptr
+        bytes.put(initrdAddressMax, at: 0x22C)
+        bytes.put(kernelAlignment, at: 0x230)
+        bytes[0x234] = relocatable
+        bytes[0x235] = minimumAlignment
+        bytes.put(xLoadFlags, at: 0x236)
+        bytes.put(commandLineSize, at: 0x238)
+        bytes.put(UInt64(0), at: 0x250)  // setup_data
+        bytes.put(preferredAddress, at: 0x258)
+        bytes.put(initSize, at: 0x260)
+        return bytes + payload
+    }
+}

@@ -9,7 +9,8 @@ let memory = try! GuestMemory(ranges: [
 ])
 let initrd = ByteImage(name: "initrd.img", bytes: [UInt8](repeating: 0x5A, count: 3000))
 
-/// The whole loader, every protocol, with and without an initrd: it either
+/// The whole loader, every protocol (Multiboot, direct ELF64, Linux, PVH and
+/// the automatic choice among them), with and without an initrd: it either
 /// loads an image inside guest RAM or refuses it in one line.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzBootLoader(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -44,6 +45,21 @@ func check(_ result: BootResult) {
         precondition(range.start.rawValue % X86Layout.pageSize == 0)
         precondition(range.length == 0 || memory.contains(range.start, count: range.length))
         for segment in result.kernelSegments { precondition(!segment.overlaps(range)) }
-        if result.bootProtocol == .multiboot { precondition(range.end <= 1 << 32) }
+        if result.bootProtocol == .multiboot || result.bootProtocol == .pvh { precondition(range.end <= 1 << 32) }
+    }
+    switch result.bootProtocol {
+    case .linux:
+        precondition(result.cpu.mode == .long64 && result.cpu.rsi == X86Layout.linuxZeroPageAddress.rawValue)
+    case .pvh:
+        precondition(result.cpu.mode == .protected32 && result.cpu.rbx == X86Layout.pvhStartInfoAddress.rawValue)
+        precondition(result.kernelSegments.allSatisfy { $0.end <= 1 << 32 })
+        precondition(result.kernelSegments.contains { $0.contains(GuestAddress(result.cpu.rip)) }, "PVH entry outside the kernel")
+        precondition((try? memory.load(UInt32.self, from: X86Layout.pvhStartInfoAddress)) == PVHBoot.startInfoMagic)
+    case .elf64:
+        precondition(result.cpu.mode == .long64 && result.cpu.rsi == 0)
+    case .multiboot:
+        precondition(result.cpu.mode == .protected32)
+    case .automatic:
+        preconditionFailure("the loader reported .automatic")
     }
 }
