@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "SwiftletDevices", dependencies: ["SwiftletSystem"]),
         .target(name: "SwiftletInterrupts", dependencies: ["SwiftletDevices", "SwiftletSystem"]),
         .target(name: "SwiftletACPI", dependencies: []),
-        .target(name: "Swiftlet", dependencies: ["SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
+        .target(name: "Swiftlet", dependencies: ["SwiftletACPI", "SwiftletBoot", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletSystem", "SwiftletVCPU"]),
         .target(name: "SwiftletCLI", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletKVM", "SwiftletSystem", "SwiftletVCPU"]),
         .target(name: "SwiftletDefaultGuest"),
         // Release builds are fully static (Swift runtime, libstdc++ and glibc):
@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "SwiftletTestSupport", dependencies: ["Swiftlet", "SwiftletBoot", "SwiftletDevices", "SwiftletSystem"],
                 path: "Tests/SwiftletTestSupport"),
         .testTarget(name: "SwiftletCLITests", dependencies: ["SwiftletCLI", "SwiftletTool", "SwiftletBoot", "Swiftlet", "SwiftletTestSupport"]),
-        .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletTestSupport"]),
+        .testTarget(name: "SwiftletMachineTests", dependencies: ["Swiftlet", "SwiftletDevices", "SwiftletKVM", "SwiftletMemory", "SwiftletVCPU", "SwiftletTestSupport"]),
         .testTarget(name: "SwiftletMemoryTests", dependencies: ["SwiftletMemory"]),
         .testTarget(name: "SwiftletSystemTests", dependencies: ["SwiftletSystem"]),
         .testTarget(name: "SwiftletVCPUTests", dependencies: ["SwiftletVCPU", "SwiftletKVM", "SwiftletMemory"]),

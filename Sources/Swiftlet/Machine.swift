@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SwiftletACPI
 import SwiftletBoot
 import SwiftletDevices
 import SwiftletKVM
@@ -22,6 +23,8 @@ public final class Machine: Sendable {
     public let hostKind: KVMHostKind
     public let memory: GuestMemory
     public let boot: BootResult
+    /// The ACPI tables the guest was given.
+    public let acpi: ACPIBlob
     public let vcpus: [VCPU]
     public let portBus: IOBus
     public let mmioBus: IOBus
@@ -88,7 +91,18 @@ public final class Machine: Sendable {
             throw .kvm(error)
         }
 
-        boot = try Machine.loadKernel(configuration, into: memory)
+        // ACPI tables in the legacy BIOS area, where Linux also looks for the
+        // RSDP; the boot protocols pass its address too. The memory map the
+        // guest gets (e820, Multiboot, PVH, fw_cfg etc/e820) marks them.
+        do {
+            acpi = try ACPITables.build(ACPIConfiguration(cpus: configuration.cpus))
+            try memory.write(acpi.bytes, to: GuestAddress(acpi.address))
+        } catch {
+            throw .host("cannot build the ACPI tables: \(error)")
+        }
+        var memoryMap = MemoryMap(ram: memory.regions.map(\.range))
+        memoryMap.mark(GuestRange(start: GuestAddress(acpi.range.start), length: acpi.range.length), as: .acpiReclaimable)
+        boot = try Machine.loadKernel(configuration, into: memory, memoryMap: memoryMap, rsdp: GuestAddress(acpi.rsdpAddress))
         for warning in boot.warnings { Log.warning(warning) }
 
         let loop: EventLoop
@@ -235,7 +249,8 @@ public final class Machine: Sendable {
 
     // MARK: Assembly helpers
 
-    private static func loadKernel(_ configuration: MachineConfiguration, into memory: GuestMemory) throws(MachineError) -> BootResult {
+    private static func loadKernel(_ configuration: MachineConfiguration, into memory: GuestMemory,
+                                   memoryMap: MemoryMap, rsdp: GuestAddress) throws(MachineError) -> BootResult {
         do {
             let kernel: any ImageSource = switch configuration.kernel {
             case .file(let path): try FileImage(path: path)
@@ -243,7 +258,8 @@ public final class Machine: Sendable {
             }
             let initrd = try configuration.initrdPath.map { (path) throws(BootError) in try FileImage(path: path) }
             return try BootLoader.load(kernel: kernel, initrd: initrd, commandLine: configuration.commandLine,
-                                       protocol: configuration.bootProtocol, memory: memory)
+                                       protocol: configuration.bootProtocol, memory: memory,
+                                       memoryMap: memoryMap, acpiRSDP: rsdp)
         } catch {
             throw .image(error)
         }

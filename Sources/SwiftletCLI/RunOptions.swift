@@ -9,13 +9,13 @@ public struct RunOptions: Sendable {
     public var logLevel: Log.Level
 
     public static let parser = ArgumentParser(command: "swiftlet run", options: [
-        .init("kernel", value: "PATH", help: "kernel image: ELF64, or Multiboot (ELF32/ELF64/a.out kludge); default: the built-in guest"),
+        .init("kernel", value: "PATH", help: "kernel: bzImage, ELF vmlinux (PVH or 64-bit entry), Multiboot, or ELF64; default: the built-in guest"),
         .init("initrd", value: "PATH", help: "initial ramdisk (Multiboot module 0; fw_cfg initrd item)"),
         .init("cmdline", value: "STRING", help: "kernel command line"),
         .init("cpus", value: "N", help: "number of vCPUs (default 1)"),
         .init("memory", value: "MIB", help: "guest RAM in MiB (default 128)"),
         .init("serial", value: "stdio|file:PATH|none", help: "where COM1 goes (default stdio)"),
-        .init("boot-protocol", value: "auto|multiboot|elf64", help: "how to enter the kernel (default auto: Multiboot if the image has the header)"),
+        .init("boot-protocol", value: "auto|linux|pvh|multiboot|elf64", help: "how to enter the kernel (default auto: from the image)"),
         .init("cpu-features", value: "-NAME,...", help: "CPUID features to hide from the guest, e.g. -cx16,-xsave (names as in /proc/cpuinfo)"),
         .init("pvm-assist", value: "on|off|auto", help: "complete instructions a PVM host cannot emulate (int3, clac/stac, popcnt, ...) (default auto: on for PVM hosts)"),
         .init("log-level", value: "error|warning|info|debug", help: "how much Swiftlet logs on stderr (default warning)"),
@@ -39,12 +39,10 @@ public struct RunOptions: Sendable {
             config.serial = try parseSerial(serial)
         }
         if let proto = values["boot-protocol"] {
-            switch proto {
-            case "auto": config.bootProtocol = .automatic
-            case "multiboot": config.bootProtocol = .multiboot
-            case "elf64": config.bootProtocol = .elf64
-            default: throw UsageError("--boot-protocol must be auto, multiboot or elf64, not '\(proto)'")
+            guard let parsed = BootProtocol(rawValue: proto) else {
+                throw UsageError("--boot-protocol must be auto, linux, pvh, multiboot or elf64, not '\(proto)'")
             }
+            config.bootProtocol = parsed
         }
         if let features = values["cpu-features"] {
             do {

@@ -56,7 +56,7 @@ import SwiftletBoot
         (["--memory", "2"], "--memory must be between 4 and 1048576, not 2"),
         (["--serial", "tty"], "--serial must be stdio, none or file:PATH, not 'tty'"),
         (["--serial", "file:"], "--serial file: needs a path, as in file:/tmp/console.log"),
-        (["--boot-protocol", "linux"], "--boot-protocol must be auto, multiboot or elf64, not 'linux'"),
+        (["--boot-protocol", "bios"], "--boot-protocol must be auto, linux, pvh, multiboot or elf64, not 'bios'"),
         (["--log-level", "loud"], "--log-level must be error, warning, info or debug, not 'loud'"),
         (["--kernel", ""], "--kernel needs a path"),
         (["--cmdline", "a\u{0}b"], "--cmdline must not contain a NUL byte"),

@@ -49,7 +49,7 @@ import SwiftletTestSupport
 
     @Test func helpAndUsage() throws {
         let help = try Self.swiftlet(["help", "run"])
-        #expect(help.status == 0 && help.stdout.contains("--boot-protocol auto|multiboot|elf64"))
+        #expect(help.status == 0 && help.stdout.contains("--boot-protocol auto|linux|pvh|multiboot|elf64"))
         let none = try Self.swiftlet([])
         #expect(none.status == 2 && none.stderr.contains("USAGE:"))
     }

@@ -3,6 +3,7 @@ import Testing
 import Swiftlet
 import SwiftletDevices
 import SwiftletKVM
+import SwiftletMemory
 import SwiftletVCPU
 import SwiftletTestSupport
 
@@ -28,7 +29,9 @@ struct GuestTests {
         #expect(run.lines.contains("fwcfg: cpus 3, max cpus 3"))
         #expect(run.lines.contains("fwcfg: cmdline \"console=ttyS0 answer=42\""))
         #expect(run.lines.contains("fwcfg: initrd 0 bytes, sum 0x00000000, head \"\""))
-        #expect(run.lines.contains("fwcfg: file \"etc/e820\" size 60 select 0x20"))
+        // Five e820 entries: low RAM, the legacy hole split by the ACPI
+        // tables, and RAM from 1 MiB.
+        #expect(run.lines.contains("fwcfg: file \"etc/e820\" size 100 select 0x20"))
     }
 
     @Test(arguments: [1, 2, 4])
@@ -156,6 +159,15 @@ struct GuestTests {
         if KVMHostKind.detect().isHardwareVirtualization {
             #expect(run.lines.contains { $0.hasPrefix("cpuid: cx16 0, xsave 0") })
         }
+    }
+
+    @Test func acpiTablesAreInGuestMemoryAndTheMap() throws {
+        let run = try runGuest("multiboot-info", cpus: 2)
+        let acpi = run.machine.acpi
+        #expect(try run.machine.memory.readBytes(at: GuestAddress(acpi.rsdpAddress), count: 8) == Array("RSD PTR ".utf8))
+        #expect(acpi.table("APIC") != nil && acpi.table("FACP") != nil && acpi.table("DSDT") != nil)
+        let hex = String(acpi.range.start, radix: 16)
+        #expect(run.lines.contains { $0.contains("mmap base 0x00000000000\(hex)") && $0.hasSuffix("type 3") }, "\(run.output)")
     }
 
     @Test func multibootInformationIsComplete() throws {
