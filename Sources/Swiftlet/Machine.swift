@@ -95,7 +95,7 @@ public final class Machine: Sendable {
         // RSDP; the boot protocols pass its address too. The memory map the
         // guest gets (e820, Multiboot, PVH, fw_cfg etc/e820) marks them.
         do {
-            acpi = try ACPITables.build(ACPIConfiguration(cpus: configuration.cpus))
+            acpi = try ACPITables.build(ACPIConfiguration(cpus: configuration.cpus, maxCPUs: configuration.possibleCPUs))
             try memory.write(acpi.bytes, to: GuestAddress(acpi.address))
         } catch {
             throw .host("cannot build the ACPI tables: \(error)")
@@ -268,7 +268,7 @@ public final class Machine: Sendable {
     private static func firmwareConfig(_ configuration: MachineConfiguration, boot: BootResult,
                                        memory: GuestMemory) throws(MachineError) -> FirmwareConfig {
         var builder = FirmwareConfigBuilder(ramSize: memory.size, bootCPUs: UInt16(configuration.cpus),
-                                            maxCPUs: UInt16(configuration.cpus))
+                                            maxCPUs: UInt16(configuration.possibleCPUs))
         builder.setCommandLine(configuration.commandLine)
         do {
             if let path = configuration.initrdPath {

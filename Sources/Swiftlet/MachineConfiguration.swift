@@ -29,6 +29,9 @@ public struct MachineConfiguration: Sendable {
     public var initrdPath: String?
     public var commandLine: String
     public var cpus: Int
+    /// CPUs the machine can ever have (`--max-cpus`): the MADT lists them
+    /// all, the ones beyond `cpus` as hot-pluggable. Nil: `cpus`.
+    public var maxCPUs: Int?
     public var memoryMiB: Int
     public var serial: Serial
     public var bootProtocol: BootProtocol
@@ -63,6 +66,11 @@ public struct MachineConfiguration: Sendable {
         guard Self.cpuRange.contains(cpus) else {
             throw .invalid("--cpus must be between \(Self.cpuRange.lowerBound) and \(Self.cpuRange.upperBound), not \(cpus)")
         }
+        if let maxCPUs {
+            guard maxCPUs >= cpus, Self.cpuRange.contains(maxCPUs) else {
+                throw .invalid("--max-cpus must be between --cpus (\(cpus)) and \(Self.cpuRange.upperBound), not \(maxCPUs)")
+            }
+        }
         guard Self.memoryRange.contains(memoryMiB) else {
             throw .invalid("--memory must be between \(Self.memoryRange.lowerBound) and \(Self.memoryRange.upperBound) MiB, not \(memoryMiB)")
         }
@@ -78,6 +86,7 @@ public struct MachineConfiguration: Sendable {
     }
 
     var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
+    var possibleCPUs: Int { maxCPUs ?? cpus }
 }
 
 /// A configuration that cannot be run, with a one-line reason.

@@ -13,6 +13,7 @@ public struct RunOptions: Sendable {
         .init("initrd", value: "PATH", help: "initial ramdisk (Multiboot module 0; fw_cfg initrd item)"),
         .init("cmdline", value: "STRING", help: "kernel command line"),
         .init("cpus", value: "N", help: "number of vCPUs (default 1)"),
+        .init("max-cpus", value: "M", help: "CPUs the guest may ever have; those beyond --cpus are hot-pluggable (default --cpus)"),
         .init("memory", value: "MIB", help: "guest RAM in MiB (default 128)"),
         .init("serial", value: "stdio|file:PATH|none", help: "where COM1 goes (default stdio)"),
         .init("boot-protocol", value: "auto|linux|pvh|multiboot|elf64", help: "how to enter the kernel (default auto: from the image)"),
@@ -31,6 +32,9 @@ public struct RunOptions: Sendable {
         if let cmdline = values["cmdline"] { config.commandLine = cmdline }
         if let cpus = values["cpus"] {
             config.cpus = try ArgumentParser.integer(cpus, option: "cpus", in: MachineConfiguration.cpuRange)
+        }
+        if let maxCPUs = values["max-cpus"] {
+            config.maxCPUs = try ArgumentParser.integer(maxCPUs, option: "max-cpus", in: MachineConfiguration.cpuRange)
         }
         if let memory = values["memory"] {
             config.memoryMiB = try ArgumentParser.integer(memory, option: "memory", in: MachineConfiguration.memoryRange)

@@ -54,6 +54,7 @@ import SwiftletBoot
         (["--cpus", "x"], "--cpus: 'x' is not a whole number"),
         (["--cpus", "99999999999999999999"], "--cpus: '99999999999999999999' is not a whole number"),
         (["--memory", "2"], "--memory must be between 4 and 1048576, not 2"),
+        (["--cpus", "4", "--max-cpus", "2"], "--max-cpus must be between --cpus (4) and 254, not 2"),
         (["--serial", "tty"], "--serial must be stdio, none or file:PATH, not 'tty'"),
         (["--serial", "file:"], "--serial file: needs a path, as in file:/tmp/console.log"),
         (["--boot-protocol", "bios"], "--boot-protocol must be auto, linux, pvh, multiboot or elf64, not 'bios'"),

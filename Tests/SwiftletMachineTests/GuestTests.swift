@@ -161,6 +161,15 @@ struct GuestTests {
         }
     }
 
+    @Test func maxCPUsReachFirmwareConfigAndACPI() throws {
+        var config = try guestConfiguration("fwcfg", cpus: 2)
+        config.maxCPUs = 6
+        let run = try runGuest(configuration: config)
+        #expect(run.lines.contains("fwcfg: cpus 2, max cpus 6"))
+        #expect(run.machine.vcpus.count == 2)
+        #expect(run.machine.acpi.table("APIC")!.length == 44 + 6 * 8 + 12 + 6, "six LAPIC entries, the IOAPIC and LINT1 NMI")
+    }
+
     @Test func acpiTablesAreInGuestMemoryAndTheMap() throws {
         let run = try runGuest("multiboot-info", cpus: 2)
         let acpi = run.machine.acpi
