@@ -93,6 +93,30 @@ static int swl_kick_mask(int how) {
 int swl_kick_unblock_on_this_thread(void) { return swl_kick_mask(SIG_UNBLOCK); }
 int swl_kick_block_on_this_thread(void) { return swl_kick_mask(SIG_BLOCK); }
 
+int swl_thread_timer_create(pid_t tid, intptr_t *timer) {
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = swl_kick_signal_number();
+  sev._sigev_un._tid = tid;
+  timer_t id;
+  if (timer_create(CLOCK_MONOTONIC, &sev, &id) != 0) return -1;
+  *timer = (intptr_t)id;
+  return 0;
+}
+
+int swl_thread_timer_arm(intptr_t timer, int64_t deadline_ns) {
+  struct itimerspec spec;
+  memset(&spec, 0, sizeof spec);
+  if (deadline_ns > 0) {
+    spec.it_value.tv_sec = (time_t)(deadline_ns / 1000000000);
+    spec.it_value.tv_nsec = (long)(deadline_ns % 1000000000);
+  }
+  return timer_settime((timer_t)timer, TIMER_ABSTIME, &spec, NULL);
+}
+
+int swl_thread_timer_delete(intptr_t timer) { return timer_delete((timer_t)timer); }
+
 /* ---- futex --------------------------------------------------------------- */
 
 int swl_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns) {

@@ -37,6 +37,11 @@ public struct MachineConfiguration: Sendable {
     public var bootProtocol: BootProtocol
     /// CPUID features hidden from the guest (`--cpu-features -cx16,...`).
     public var cpuFeatures: CPUFeatureSelection
+    /// Who emulates the PIC, IOAPIC and local APICs (`--irqchip`).
+    public var irqchip: InterruptControllerMode = .kernel
+    /// Upper bound of adaptive halt polling with the userspace interrupt
+    /// controller (`--halt-poll-us`, 0 disables), as KVM's halt_poll_ns.
+    public var haltPollMicroseconds: Int = 200
     /// Whether Swiftlet completes instructions a PVM host's emulator cannot
     /// (`--pvm-assist`; see `InstructionAssist`). `automatic`: on when
     /// /dev/kvm is PVM, off on hardware-virtualization hosts.
@@ -71,6 +76,9 @@ public struct MachineConfiguration: Sendable {
                 throw .invalid("--max-cpus must be between --cpus (\(cpus)) and \(Self.cpuRange.upperBound), not \(maxCPUs)")
             }
         }
+        guard (0...1_000_000).contains(haltPollMicroseconds) else {
+            throw .invalid("--halt-poll-us must be between 0 and 1000000, not \(haltPollMicroseconds)")
+        }
         guard Self.memoryRange.contains(memoryMiB) else {
             throw .invalid("--memory must be between \(Self.memoryRange.lowerBound) and \(Self.memoryRange.upperBound) MiB, not \(memoryMiB)")
         }
@@ -87,6 +95,15 @@ public struct MachineConfiguration: Sendable {
 
     var memoryBytes: UInt64 { UInt64(memoryMiB) << 20 }
     var possibleCPUs: Int { maxCPUs ?? cpus }
+}
+
+/// Where the interrupt controllers are emulated.
+public enum InterruptControllerMode: String, Sendable, CaseIterable {
+    /// KVM's in-kernel PIC, IOAPIC, local APICs and PIT (the default).
+    case kernel
+    /// Swiftlet's own, with posted-interrupt delivery and HLT handled in
+    /// userspace; the i8254 PIT is emulated too.
+    case userspace
 }
 
 /// A configuration that cannot be run, with a one-line reason.

@@ -209,6 +209,12 @@ public final class PostedInterruptDescriptor: Sendable {
         control.load() & (PostedInterruptDescriptor.on | PostedInterruptDescriptor.rq) != 0
     }
 
+    /// Whether posted vectors or events may be waiting (ON).
+    public var hasPostedWork: Bool { control.load() & PostedInterruptDescriptor.on != 0 }
+
+    /// Whether a host request is waiting (RQ).
+    public var hasRequest: Bool { control.load() & PostedInterruptDescriptor.rq != 0 }
+
     /// Takes every posted vector and event: clears ON, then empties PIR,
     /// the level bits and the events. A level bit is read after its PIR bit,
     /// and set before it, so a vector taken here carries its trigger mode.
@@ -238,7 +244,7 @@ public final class PostedInterruptDescriptor: Sendable {
     /// host → guest, unless a post or request is pending (then returns false
     /// and the vCPU must handle it before entering).
     public func enterGuest() -> Bool {
-        transition(from: .host, to: .guest)
+        transition(from: .host, to: .guest, unlessPending: PostedInterruptDescriptor.on | PostedInterruptDescriptor.rq)
     }
 
     /// guest → host, after KVM_RUN returned.
@@ -249,17 +255,23 @@ public final class PostedInterruptDescriptor: Sendable {
     /// Blocks the calling vCPU thread until a post or a request arrives, or
     /// `timeoutNanoseconds` passes (nil: no limit). Returns at once if one is
     /// already pending. Follows the protocol in the type's discussion.
-    public func block(timeoutNanoseconds: Int64? = nil) {
-        guard transition(from: .host, to: .blocked) else { return }
-        let blockedValue = PostedInterruptDescriptor.with(control.load() & ~(PostedInterruptDescriptor.on | PostedInterruptDescriptor.rq), mode: .blocked)
+    /// With `requestsOnly`, only a request wakes it (a paused vCPU, whose
+    /// pending vectors must wait).
+    public func block(timeoutNanoseconds: Int64? = nil, requestsOnly: Bool = false) {
+        let wakers = requestsOnly ? PostedInterruptDescriptor.rq : PostedInterruptDescriptor.on | PostedInterruptDescriptor.rq
+        guard transition(from: .host, to: .blocked, unlessPending: wakers) else { return }
         let deadline = timeoutNanoseconds.map { MonotonicClock.nanoseconds() + $0 }
-        while control.load() == blockedValue {
+        while true {
+            let word = control.load()
+            if word & wakers != 0 || PostedInterruptDescriptor.mode(word) != .blocked { break }
             var left: Int64? = nil
             if let deadline {
                 left = deadline - MonotonicClock.nanoseconds()
                 if left! <= 0 { break }
             }
-            control.wait(whileEquals: blockedValue, timeoutNanoseconds: left)
+            // Sleeps only while the word is exactly what was just read; any
+            // post, request or suppression change in between refuses it.
+            control.wait(whileEquals: word, timeoutNanoseconds: left)
         }
         force(.host)
     }
@@ -284,10 +296,10 @@ public final class PostedInterruptDescriptor: Sendable {
 
     public var mode: Mode { PostedInterruptDescriptor.mode(control.load()) }
 
-    private func transition(from: Mode, to: Mode) -> Bool {
+    private func transition(from: Mode, to: Mode, unlessPending wakers: UInt32) -> Bool {
         var old = control.load()
         while true {
-            if old & (PostedInterruptDescriptor.on | PostedInterruptDescriptor.rq) != 0 { return false }
+            if old & wakers != 0 { return false }
             precondition(PostedInterruptDescriptor.mode(old) == from, "descriptor in \(PostedInterruptDescriptor.mode(old)), expected \(from)")
             let seen = control.compareExchange(expected: old, desired: PostedInterruptDescriptor.with(old, mode: to))
             if seen == old { return true }

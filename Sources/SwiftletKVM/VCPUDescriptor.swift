@@ -97,6 +97,10 @@ public final class VCPUDescriptor: @unchecked Sendable {
             return .systemEvent(type: r.pointee.system_event.type)
         case KVM_EXIT_IRQ_WINDOW_OPEN:
             return .interruptWindowOpen
+        case KVM_EXIT_X86_RDMSR:
+            return .msr(MSRAccess(run: r, isWrite: false))
+        case KVM_EXIT_X86_WRMSR:
+            return .msr(MSRAccess(run: r, isWrite: true))
         case KVM_EXIT_INTR:
             return .interrupted
         default:

@@ -19,6 +19,8 @@ public enum VCPUExit {
     /// KVM_EXIT_SYSTEM_EVENT (`KVM_SYSTEM_EVENT_SHUTDOWN`, `_RESET`, `_CRASH`).
     case systemEvent(type: UInt32)
     case interruptWindowOpen
+    /// An MSR access KVM could not complete (KVM_CAP_X86_USER_SPACE_MSR).
+    case msr(MSRAccess)
     /// A kick (signal + immediate_exit) got the vCPU out of KVM_RUN.
     case interrupted
     case unknown(reason: UInt32)
@@ -34,6 +36,7 @@ public enum VCPUExit {
         case .internalError: "KVM_EXIT_INTERNAL_ERROR"
         case .systemEvent: "KVM_EXIT_SYSTEM_EVENT"
         case .interruptWindowOpen: "KVM_EXIT_IRQ_WINDOW_OPEN"
+        case .msr(let access): access.isWrite ? "KVM_EXIT_X86_WRMSR" : "KVM_EXIT_X86_RDMSR"
         case .interrupted: "KVM_EXIT_INTR"
         case .unknown(let reason): "exit reason \(reason)"
         }

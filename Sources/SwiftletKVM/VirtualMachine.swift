@@ -80,4 +80,13 @@ public final class VirtualMachine: Sendable {
         let run = try MappedMemory(length: size, flags: MAP_SHARED, fd: vcpuFD, what: "mmap(kvm_run of vCPU \(id))")
         return VCPUDescriptor(id: id, descriptor: vcpuFD, runArea: run)
     }
+
+    /// A descriptor for vCPU `id` around an existing vCPU file descriptor
+    /// (one that was parked when its CPU was removed): maps a fresh kvm_run
+    /// area for it. KVM has no way to destroy a vCPU, so a VMM reuses it.
+    public func attachVCPU(id: UInt32, descriptor vcpuFD: FileDescriptor) throws(SystemError) -> VCPUDescriptor {
+        let size = try system.vcpuMmapSize()
+        let run = try MappedMemory(length: size, flags: MAP_SHARED, fd: vcpuFD, what: "mmap(kvm_run of vCPU \(id))")
+        return VCPUDescriptor(id: id, descriptor: vcpuFD, runArea: run)
+    }
 }

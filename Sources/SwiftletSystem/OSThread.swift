@@ -47,8 +47,38 @@ public final class OSThread: Sendable {
         pthread_join(handle, nil)
     }
 
+    /// Whether the calling thread is this one (`pthread_equal`).
+    public var isCurrent: Bool { pthread_equal(handle, pthread_self()) != 0 }
+
     /// Sends `signal` to this thread (`pthread_kill`).
     public func send(signal: Int32) {
         pthread_kill(handle, signal)
+    }
+}
+
+/// A one-shot CLOCK_MONOTONIC timer that kicks one thread (the vCPU kick
+/// signal) when it expires. Create it on the thread it is to kick.
+public final class ThreadTimer: @unchecked Sendable {
+    // The timer_t (as an integer); this object owns it and only the
+    // creating thread arms it.
+    private let timer: Int
+    private var armedDeadline: Int64 = 0
+
+    /// A timer that kicks the calling thread.
+    public init() throws(SystemError) {
+        var handle = 0
+        _ = try systemCall("timer_create") { swl_thread_timer_create(swl_gettid(), &handle) }
+        timer = handle
+    }
+
+    deinit { _ = swl_thread_timer_delete(timer) }
+
+    /// Fires at `deadline` (CLOCK_MONOTONIC nanoseconds); nil disarms.
+    /// Re-arming for the same deadline is free.
+    public func arm(at deadline: Int64?) {
+        let wanted = deadline.map { max($0, 1) } ?? 0
+        guard wanted != armedDeadline else { return }
+        armedDeadline = wanted
+        _ = swl_thread_timer_arm(timer, wanted)
     }
 }

@@ -26,10 +26,12 @@ import Synchronization
 /// Reading costs two atomic read-modify-writes and no lock; `replace` waits
 /// (yielding) for the old readers, which hold no locks while reading.
 public final class ReadCopyUpdate<Value: AnyObject & Sendable>: Sendable {
-    private let current: Atomic<UInt>            // Unmanaged<Value>, retained once by this cell
-    private let epoch = Atomic<Int>(0)
-    private let active0 = Atomic<Int>(0)
-    private let active1 = Atomic<Int>(0)
+    // Inlinable reads (below) need these visible to client modules: a
+    // non-specialized cross-module call costs more than the read itself.
+    @usableFromInline let current: Atomic<UInt>  // Unmanaged<Value>, retained once by this cell
+    @usableFromInline let epoch = Atomic<Int>(0)
+    @usableFromInline let active0 = Atomic<Int>(0)
+    @usableFromInline let active1 = Atomic<Int>(0)
     private let writers = Lock()
 
     public init(_ initial: Value) {
@@ -40,12 +42,14 @@ public final class ReadCopyUpdate<Value: AnyObject & Sendable>: Sendable {
         Unmanaged<Value>.fromOpaque(UnsafeRawPointer(bitPattern: current.load(ordering: .sequentiallyConsistent))!).release()
     }
 
-    private func counter<R>(_ index: Int, _ body: (borrowing Atomic<Int>) -> R) -> R {
+    @inlinable
+    func counter<R>(_ index: Int, _ body: (borrowing Atomic<Int>) -> R) -> R {
         index == 0 ? body(active0) : body(active1)
     }
 
     /// Calls `body` with the current snapshot. The snapshot stays valid
     /// until `body` returns; do not let it escape (copy what you need).
+    @inlinable
     public func read<R>(_ body: (Value) throws -> R) rethrows -> R {
         let index = epoch.load(ordering: .sequentiallyConsistent) & 1
         counter(index) { _ = $0.add(1, ordering: .sequentiallyConsistent) }

@@ -40,6 +40,16 @@ public enum CPUSetup {
         return table
     }
 
+    /// Features only an in-kernel local APIC provides, hidden when Swiftlet
+    /// emulates the APIC: the TSC-deadline timer (the APIC model refuses
+    /// that mode) and KVM's paravirtual EOI, unhalt and send-IPI.
+    public static let needingInKernelAPIC: [CPUFeature] = [
+        CPUFeature.named("tsc_deadline_timer")!,
+        CPUFeature(name: "kvm_pv_eoi", leaf: 0x4000_0001, subleaf: 0, register: .eax, bit: 6),
+        CPUFeature(name: "kvm_pv_unhalt", leaf: 0x4000_0001, subleaf: 0, register: .eax, bit: 7),
+        CPUFeature(name: "kvm_pv_send_ipi", leaf: 0x4000_0001, subleaf: 0, register: .eax, bit: 11),
+    ]
+
     /// FPU state at power-on per the SDM: x87 control word 0x37f, MXCSR 0x1f80.
     public static func initialFPU() -> FPUState {
         var fpu = FPUState()

@@ -34,9 +34,9 @@ struct GuestTests {
         #expect(run.lines.contains("fwcfg: file \"etc/e820\" size 100 select 0x20"))
     }
 
-    @Test(arguments: [1, 2, 4])
-    func smpBringsUpEveryApplicationProcessor(cpus: Int) throws {
-        let run = try runGuest("smp", cpus: cpus)
+    @Test(arguments: InterruptControllerMode.allCases, [1, 2, 4])
+    func smpBringsUpEveryApplicationProcessor(irqchip: InterruptControllerMode, cpus: Int) throws {
+        let run = try runGuest("smp", cpus: cpus, irqchip: irqchip)
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(run.lines.contains("smp: \(cpus) of \(cpus) CPUs online"))
         for apic in 1..<cpus {
@@ -44,16 +44,18 @@ struct GuestTests {
         }
     }
 
-    @Test func timersInterruptThroughTheInKernelIrqchip() throws {
-        let run = try runGuest("timer")
+    @Test(arguments: InterruptControllerMode.allCases)
+    func timersInterrupt(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("timer", irqchip: irqchip)
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(run.lines.contains("timer: lapic periodic: 10 ticks"))
         #expect(run.lines.contains { $0.hasPrefix("timer: lapic one-shot: 1 tick") })
         #expect(run.lines.contains("timer: pit: 5 ticks on IOAPIC pin 0"))
     }
 
-    @Test func userModeRunsAndTakesInterrupts() throws {
-        let run = try runGuest("usermode")
+    @Test(arguments: InterruptControllerMode.allCases)
+    func userModeRunsAndTakesInterrupts(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("usermode", irqchip: irqchip)
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(run.lines.contains { $0.hasPrefix("usermode: hello from CPL 3") })
         #expect(run.lines.contains { $0.hasPrefix("usermode: back at CPL 0, result ok") })
@@ -68,6 +70,24 @@ struct GuestTests {
         #expect(run.machine.portBus.unclaimedWrites >= 1)
         #expect(run.machine.mmioBus.unclaimedReads >= 2)
         #expect(run.machine.mmioBus.unclaimedWrites >= 1)
+    }
+
+    /// Interrupt-driven receive: IRQ 4 through the IOAPIC (pin 4) to the
+    /// guest's handler, in both interrupt-controller modes.
+    @Test(arguments: InterruptControllerMode.allCases)
+    func serialReceiveInterrupts(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("serial", irqchip: irqchip) { machine, console in
+            try waitForOutput(console, containing: "serial: waiting for input")
+            var input = Array("ping\n".utf8)[...]
+            while !input.isEmpty {
+                input = input.dropFirst(machine.serial.receive(input))
+                if !input.isEmpty { usleep(1000) }
+            }
+        }
+        #expect(run.exit == Self.success, "\(run.output)")
+        #expect(run.lines.contains("got: ping"))
+        #expect(run.lines.contains { $0.hasPrefix("serial: ") && $0.hasSuffix("receive interrupts") && !$0.contains(" 0 receive") })
+        #expect(run.lines.filter { $0.hasSuffix(": ok") }.count == 6)
     }
 
     @Test func powerOffEndsWithStatusZero() throws {

@@ -10,9 +10,9 @@ import SwiftletVCPU
 /// keeping every vCPU busy exiting (each write to port 0x80 is an exit).
 @Suite(.enabled(if: KVMTestSupport.isAvailable, KVMTestSupport.reason))
 struct MachineControlTests {
-    @Test(arguments: [1, 3])
-    func pauseHoldsEveryVCPUAndResumeLetsThemRun(cpus: Int) throws {
-        let run = try runGuest("spin", cpus: cpus) { machine, console in
+    @Test(arguments: InterruptControllerMode.allCases, [1, 3])
+    func pauseHoldsEveryVCPUAndResumeLetsThemRun(irqchip: InterruptControllerMode, cpus: Int) throws {
+        let run = try runGuest("spin", cpus: cpus, irqchip: irqchip) { machine, console in
             try waitForOutput(console, containing: "spin: \(cpus) CPUs spinning")
             machine.pause()
             #expect(machine.vcpus.allSatisfy { $0.state == .paused })
@@ -29,15 +29,16 @@ struct MachineControlTests {
         }
         #expect(run.exit == .stopped(reason: "test done"))
         #expect(run.machine.vcpus.allSatisfy { $0.state == .parked })
-        // Every vCPU was kicked out of KVM_RUN at least twice: pause and stop.
+        // Every vCPU ran. (Kicks are not counted on: a request that finds
+        // the vCPU outside KVM_RUN needs none.)
         for vcpu in run.machine.vcpus {
-            #expect(vcpu.statistics.kicksSent >= 2)
             #expect(vcpu.statistics.portIOExits > 0)
         }
     }
 
-    @Test func stopWhilePaused() throws {
-        let run = try runGuest("spin", cpus: 2) { machine, console in
+    @Test(arguments: InterruptControllerMode.allCases)
+    func stopWhilePaused(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("spin", cpus: 2, irqchip: irqchip) { machine, console in
             try waitForOutput(console, containing: "spin: 2 CPUs spinning")
             machine.pause()
             machine.stop(reason: "stopped while paused")
@@ -57,8 +58,9 @@ struct MachineControlTests {
 
     /// Controllers racing each other and the end of the VM: no hang, no
     /// crash, and every vCPU ends parked.
-    @Test func racingPauseResumeAndStop() throws {
-        let run = try runGuest("spin", cpus: 3, timeout: 120) { machine, console in
+    @Test(arguments: InterruptControllerMode.allCases)
+    func racingPauseResumeAndStop(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("spin", cpus: 3, irqchip: irqchip, timeout: 120) { machine, console in
             try waitForOutput(console, containing: "spin: 3 CPUs spinning")
             let done = Atomic<Bool>(false)
             var threads: [OSThread] = []

@@ -102,6 +102,16 @@ int swl_kick_unblock_on_this_thread(void);
 /* Blocks the kick signal on the calling thread (every non-vCPU thread). */
 int swl_kick_block_on_this_thread(void);
 
+/* A CLOCK_MONOTONIC timer whose expiry sends the kick signal to one thread
+ * (SIGEV_THREAD_ID): the LAPIC timer of a userspace interrupt controller
+ * kicks its own vCPU out of KVM_RUN with it. */
+/* The handle is timer_t carried as an integer: glibc's first timer ID is 0,
+ * which as a pointer would read as NULL. */
+int swl_thread_timer_create(pid_t tid, intptr_t *timer);
+/* Arms the timer for an absolute CLOCK_MONOTONIC time; 0 disarms it. */
+int swl_thread_timer_arm(intptr_t timer, int64_t deadline_ns);
+int swl_thread_timer_delete(intptr_t timer);
+
 /* ---- futex ------------------------------------------------------------ */
 
 /* FUTEX_WAIT_PRIVATE: sleeps while *addr == expected; timeout_ns < 0 means
