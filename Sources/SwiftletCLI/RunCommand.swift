@@ -1,5 +1,6 @@
 import Glibc
 import Swiftlet
+import SwiftletAPI
 import SwiftletSystem
 import SwiftletVCPU
 import Synchronization
@@ -34,6 +35,19 @@ enum RunCommand {
             SwiftletCommand.writeError("swiftlet: error: \(error)")
             return error.exitStatus
         }
+        var apiServer: APIServer?
+        if let path = options.apiSocketPath {
+            var router = APIRouter()
+            router.addVCPUResource(machine)
+            do {
+                apiServer = try APIServer(socketPath: path, router: router)
+            } catch {
+                SwiftletCommand.writeError("swiftlet: error: \(error)")
+                if case .system = error { return ExitStatus.hostFailure }
+                return ExitStatus.usage
+            }
+        }
+        defer { apiServer?.shutdown() }
         let caught = SignalCatcher()
         do {
             let waitSet = set

@@ -7,6 +7,8 @@ import SwiftletVCPU
 public struct RunOptions: Sendable {
     public var configuration: MachineConfiguration
     public var logLevel: Log.Level
+    /// Where to serve the control API (HTTP/1.1 over a Unix socket), if anywhere.
+    public var apiSocketPath: String?
 
     public static let parser = ArgumentParser(command: "swiftlet run", options: [
         .init("kernel", value: "PATH", help: "kernel: bzImage, ELF vmlinux (PVH or 64-bit entry), Multiboot, or ELF64; default: the built-in guest"),
@@ -17,8 +19,11 @@ public struct RunOptions: Sendable {
         .init("memory", value: "MIB", help: "guest RAM in MiB (default 128)"),
         .init("serial", value: "stdio|file:PATH|none", help: "where COM1 goes (default stdio)"),
         .init("boot-protocol", value: "auto|linux|pvh|multiboot|elf64", help: "how to enter the kernel (default auto: from the image)"),
+        .init("irqchip", value: "kernel|userspace", help: "interrupt controllers: KVM's in-kernel ones (default) or Swiftlet's own"),
+        .init("halt-poll-us", value: "N", help: "userspace irqchip: adaptive halt polling limit in µs, 0 to disable (default 200)"),
         .init("cpu-features", value: "-NAME,...", help: "CPUID features to hide from the guest, e.g. -cx16,-xsave (names as in /proc/cpuinfo)"),
         .init("pvm-assist", value: "on|off|auto", help: "complete instructions a PVM host cannot emulate (int3, clac/stac, popcnt, ...) (default auto: on for PVM hosts)"),
+        .init("api-socket", value: "PATH", help: "serve the control API (HTTP/1.1, JSON) on this Unix socket, e.g. for `swiftlet vcpus`"),
         .init("log-level", value: "error|warning|info|debug", help: "how much Swiftlet logs on stderr (default warning)"),
     ])
 
@@ -48,6 +53,15 @@ public struct RunOptions: Sendable {
             }
             config.bootProtocol = parsed
         }
+        if let mode = values["irqchip"] {
+            guard let parsed = InterruptControllerMode(rawValue: mode) else {
+                throw UsageError("--irqchip must be kernel or userspace, not '\(mode)'")
+            }
+            config.irqchip = parsed
+        }
+        if let poll = values["halt-poll-us"] {
+            config.haltPollMicroseconds = try ArgumentParser.integer(poll, option: "halt-poll-us", in: 0...1_000_000)
+        }
         if let features = values["cpu-features"] {
             do {
                 config.cpuFeatures = try CPUFeatureSelection.parse(features)
@@ -73,7 +87,8 @@ public struct RunOptions: Sendable {
         } catch {
             throw UsageError(error.description)
         }
-        return RunOptions(configuration: config, logLevel: level)
+        if let path = values["api-socket"], path.isEmpty { throw UsageError("--api-socket needs a path") }
+        return RunOptions(configuration: config, logLevel: level, apiSocketPath: values["api-socket"])
     }
 
     static func parseSerial(_ text: String) throws(UsageError) -> MachineConfiguration.Serial {

@@ -21,6 +21,8 @@ public enum SwiftletCommand {
             return RunCommand.run(rest, defaultGuest: defaultGuest())
         case "kvm-info":
             return KVMInfoCommand.run(rest)
+        case "vcpus":
+            return VCPUsCommand.run(rest)
         case "--version", "-V", "version":
             guard rest.isEmpty else { return usageError(UsageError("'\(command)' takes no arguments")) }
             print("swiftlet \(version)")
@@ -30,6 +32,7 @@ public enum SwiftletCommand {
             case nil: print(usage)
             case "run": print(runHelp)
             case "kvm-info": print(KVMInfoCommand.help)
+            case "vcpus": print(VCPUsCommand.help)
             case let other?: return usageError(UsageError("no help for unknown command '\(other)'"))
             }
             return ExitStatus.success
@@ -53,6 +56,7 @@ public enum SwiftletCommand {
         USAGE:
           swiftlet run [options]      boot a VM (the built-in guest when no --kernel is given)
           swiftlet kvm-info           what this host's KVM offers Swiftlet
+          swiftlet vcpus ACTION       list, add or remove a running VM's vCPUs (--api-socket)
           swiftlet --version          print the version
           swiftlet help [command]     show help
 
