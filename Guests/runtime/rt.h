@@ -172,6 +172,12 @@ void pic_mask_all(void);
 extern volatile uint32_t smp_cpus_online;
 void ap_main(unsigned apic_id);
 unsigned smp_start(unsigned expected, unsigned timeout_ms);
+/* One AP, by APIC ID: smp_start_ap sends INIT and one STARTUP IPI and
+ * returns at once (the AP arrives in ap_main as above); smp_send_startup
+ * sends another STARTUP IPI (harmless once the AP runs). Every start, also
+ * of a CPU started before, takes a new RT_AP_STACK_SIZE stack slot. */
+void smp_start_ap(unsigned apic_id);
+void smp_send_startup(unsigned apic_id);
 /* Waits until *counter >= n or timeout_ms passes (LAPIC timer); returns *counter. */
 uint32_t wait_for_count(volatile uint32_t *counter, uint32_t n, unsigned timeout_ms);
 

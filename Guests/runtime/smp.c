@@ -21,8 +21,11 @@ void rt_ap_entry(void) {
     ap_main(lapic_id());
 }
 
-unsigned smp_start(unsigned expected, unsigned timeout_ms) {
-    if (expected <= 1) return smp_cpus_online;
+/* Copies the trampoline and fills in its data words, once: a second copy
+ * would reset the stack ticket and hand a running AP's stack to the next. */
+static void prepare_trampoline(void) {
+    static bool prepared;
+    if (prepared) return;
     uint64_t cr3;
     __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
     memcpy((void *)RT_AP_TRAMPOLINE, rt_ap_trampoline, (size_t)(rt_ap_trampoline_end - rt_ap_trampoline));
@@ -30,6 +33,22 @@ unsigned smp_start(unsigned expected, unsigned timeout_ms) {
     *(uint64_t *)AT(rt_ap_cr3) = cr3;
     *(uint64_t *)AT(rt_ap_stack_base) = (uint64_t)__image_end;
     lapic_enable();
+    prepared = true;
+}
+
+void smp_start_ap(unsigned apic_id) {
+    prepare_trampoline();
+    lapic_send_ipi(apic_id, ICR_INIT | ICR_ASSERT);
+    smp_send_startup(apic_id);
+}
+
+void smp_send_startup(unsigned apic_id) {
+    lapic_send_ipi(apic_id, ICR_STARTUP | ICR_ASSERT | RT_AP_TRAMPOLINE >> 12);
+}
+
+unsigned smp_start(unsigned expected, unsigned timeout_ms) {
+    if (expected <= 1) return smp_cpus_online;
+    prepare_trampoline();
     /* Broadcast to all but self: KVM latches INIT and STARTUP in order, so
      * the PC's 10 ms INIT delay is not needed; a second STARTUP IPI (as the
      * MP specification asks) goes only if some AP has not arrived. */

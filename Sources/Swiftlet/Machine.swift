@@ -3,6 +3,7 @@ import Synchronization
 import SwiftletACPI
 import SwiftletBoot
 import SwiftletDevices
+import SwiftletInterrupts
 import SwiftletKVM
 import SwiftletMemory
 import SwiftletSystem
@@ -25,7 +26,10 @@ public final class Machine: Sendable {
     public let boot: BootResult
     /// The ACPI tables the guest was given.
     public let acpi: ACPIBlob
-    public let vcpus: [VCPU]
+    /// The vCPUs present now, read without locks (see `VCPURegistry`).
+    public let vcpuRegistry: VCPURegistry<VCPU>
+    /// A copy of the present vCPUs, in index order.
+    public var vcpus: [VCPU] { vcpuRegistry.present }
     public let portBus: IOBus
     public let mmioBus: IOBus
     public let serial: SerialPort
@@ -34,18 +38,28 @@ public final class Machine: Sendable {
     public let instructionAssistStatistics: InstructionAssistStatistics
 
     let vm: VirtualMachine
-    private let lifecycle: MachineLifecycle
+    /// The emulated interrupt controllers with `--irqchip userspace`.
+    let userspaceIRQChip: UserspaceIRQChip?
+    /// The emulated i8254 and the thread that raises its interrupts, with
+    /// `--irqchip userspace` (KVM's in-kernel PIT otherwise).
+    private let pitDriver: PITTimerDriver?
+    let vcpuFactory: VCPUFactory
+    /// The ACPI CPU hot-plug registers, when CPUs can be added
+    /// (`possibleCPUs > cpus`).
+    let cpuHotplug: CPUHotplugController?
+    let lifecycle: MachineLifecycle
     private let controlLoop: EventLoop
     private let console: ConsoleConnection?
     private let serialOutput: any SerialOutput
-    private let state = Locked<RunState>(.created)
+    let state = Locked<RunState>(.created)
     /// Serializes pause and resume, which wait for the vCPUs: without it a
     /// resume could wait forever for a vCPU another thread paused again.
     /// `stop()` never takes it, since guests end VMs from vCPU threads.
-    private let control = Lock()
+    let control = Lock()
+    private let paused = Locked(false)
     private let controlThread = Locked<OSThread?>(nil)
 
-    private enum RunState { case created, started, finished }
+    enum RunState { case created, started, finished }
 
     public init(_ configuration: MachineConfiguration, kvm: KVMSystem? = nil) throws(MachineError) {
         do {
@@ -85,8 +99,14 @@ public final class Machine: Sendable {
                 try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.start.rawValue, size: region.size,
                                        hostAddress: region.hostAddress)
             }
-            try vm.createInterruptController()
-            try vm.createPIT()
+            switch configuration.irqchip {
+            case .kernel:
+                try vm.createInterruptController()
+                try vm.createPIT()
+            case .userspace:
+                // x2APIC registers come to us as MSR exits.
+                try vm.enableUserSpaceMSRExits()
+            }
         } catch {
             throw .kvm(error)
         }
@@ -94,8 +114,9 @@ public final class Machine: Sendable {
         // ACPI tables in the legacy BIOS area, where Linux also looks for the
         // RSDP; the boot protocols pass its address too. The memory map the
         // guest gets (e820, Multiboot, PVH, fw_cfg etc/e820) marks them.
+        let acpiConfiguration = ACPIConfiguration(cpus: configuration.cpus, maxCPUs: configuration.possibleCPUs)
         do {
-            acpi = try ACPITables.build(ACPIConfiguration(cpus: configuration.cpus, maxCPUs: configuration.possibleCPUs))
+            acpi = try ACPITables.build(acpiConfiguration)
             try memory.write(acpi.bytes, to: GuestAddress(acpi.address))
         } catch {
             throw .host("cannot build the ACPI tables: \(error)")
@@ -132,7 +153,23 @@ public final class Machine: Sendable {
         case .none: output = DiscardingOutput()
         }
         serialOutput = output
-        serial = SerialPort(interrupt: KernelInterruptLine(vm: vm, gsi: 4), output: output)
+        let chip: UserspaceIRQChip?
+        if configuration.irqchip == .userspace {
+            let router = InterruptRouter()
+            // The 8259s' INTR output reaches the BSP's LINT0 (virtual wire).
+            let pic = PIC8259Pair(output: ExternalInterruptLine(router: router))
+            chip = UserspaceIRQChip(router: router, ioapic: IOAPIC(sink: router), pic: pic,
+                                    haltPollLimit: Int64(configuration.haltPollMicroseconds) * 1000)
+        } else {
+            chip = nil
+        }
+        userspaceIRQChip = chip
+        let serialIRQ: any InterruptLine = if let chip {
+            ISAInterruptLine(irq: 4, ioapic: chip.ioapic, pic: chip.pic)
+        } else {
+            KernelInterruptLine(vm: vm, gsi: 4)
+        }
+        serial = SerialPort(interrupt: serialIRQ, output: output)
         postCode = PostCodePort()
         let firmwareConfig = try Machine.firmwareConfig(configuration, boot: boot, memory: memory)
 
@@ -147,40 +184,85 @@ public final class Machine: Sendable {
         } catch {
             preconditionFailure("Swiftlet's own port map overlaps: \(error)")
         }
+        var mmio = IOBusBuilder(kind: .mmio)
+        if let chip {
+            do {
+                try ports.register(chip.pic.master, name: "8259 master", base: 0x20, length: 2)
+                try ports.register(chip.pic.slave, name: "8259 slave", base: 0xa0, length: 2)
+                try ports.register(chip.pic.edgeLevelControl, name: "ELCR", base: 0x4d0, length: 2)
+                try mmio.register(chip.ioapic, name: "IOAPIC", base: X86Layout.ioapicAddress.rawValue, length: 0x1000)
+            } catch {
+                preconditionFailure("Swiftlet's own device map overlaps: \(error)")
+            }
+        }
+        if let chip {
+            // IRQ 0 on IOAPIC pin 0, as KVM's default routing has it (the
+            // MADT has no override to pin 2).
+            let pit = PIT8254(interrupt: ISAInterruptLine(irq: 0, ioapic: chip.ioapic, pic: chip.pic))
+            do {
+                try pit.register(on: &ports)
+            } catch {
+                preconditionFailure("Swiftlet's own port map overlaps: \(error)")
+            }
+            pitDriver = PITTimerDriver(pit: pit)
+        } else {
+            pitDriver = nil
+        }
+        if configuration.possibleCPUs > configuration.cpus {
+            // The DSDT describes these registers whenever CPUs can be added
+            // (docs/acpi-cpu-hotplug.md); their event is an edge on GSI 23.
+            let gsi = acpiConfiguration.hotplugGSI
+            let line: any InterruptLine = if let chip { IOAPICPinLine(pin: Int(gsi), ioapic: chip.ioapic) }
+                                          else { KernelInterruptLine(vm: vm, gsi: gsi) }
+            let hotplug = CPUHotplugController(maxCPUs: configuration.possibleCPUs, bootCPUs: configuration.cpus, interrupt: line)
+            do {
+                try mmio.register(hotplug, name: "CPU hot-plug", base: acpiConfiguration.hotplugRegisterBase,
+                                  length: CPUHotplugRegisters.reservedLength)
+            } catch {
+                preconditionFailure("Swiftlet's own device map overlaps: \(error)")
+            }
+            cpuHotplug = hotplug
+        } else {
+            cpuHotplug = nil
+        }
         portBus = ports.build()
-        mmioBus = IOBusBuilder(kind: .mmio).build()
+        mmioBus = mmio.build()
 
-        // vCPUs: all configured now, the boot CPU with the loader's state;
-        // application processors wait for INIT/SIPI in the in-kernel LAPIC.
+        // vCPUs: the boot CPUs now, the bootstrap processor with the
+        // loader's state; application processors wait for INIT/SIPI. The
+        // rest of `possibleCPUs` can be added while the VM runs.
         let supportedCPUID: CPUIDTable
         do {
             supportedCPUID = try system.supportedCPUID()
         } catch {
             throw .kvm(error)
         }
-        var list: [VCPU] = []
-        for index in 0..<UInt32(configuration.cpus) {
+        vcpuFactory = VCPUFactory(vm: vm, supportedCPUID: supportedCPUID, configuration: configuration,
+                                  portBus: portBus, mmioBus: mmioBus, exitHandler: lifecycle, chip: chip)
+        vcpuRegistry = VCPURegistry(capacity: configuration.possibleCPUs)
+        for index in 0..<configuration.cpus {
             do {
-                let descriptor = try vm.createVCPU(id: index)
-                try descriptor.setCPUID(CPUSetup.cpuid(from: supportedCPUID, apicID: index, cpuCount: UInt32(configuration.cpus),
-                                                       hiding: configuration.cpuFeatures))
-                try descriptor.setMSRs(CPUSetup.bootMSRs())
-                try descriptor.setFPU(CPUSetup.initialFPU())
-                try Machine.wireLocalInterruptPins(descriptor)
-                if index == 0 { try Machine.apply(boot.cpu, to: descriptor) }
-                list.append(VCPU(descriptor: descriptor, portBus: portBus, mmioBus: mmioBus, exitHandler: lifecycle))
-            } catch {
+                let vcpu = try vcpuFactory.make(index: UInt32(index), boot: index == 0 ? boot.cpu : nil)
+                try vcpuRegistry.insert(vcpu, at: index)
+            } catch let error as SystemError {
                 throw .kvm(error)
+            } catch {
+                preconditionFailure("boot vCPU \(index) cannot be registered: \(error)")
             }
         }
-        vcpus = list
-        lifecycle.attach(list)
+        do {
+            try vcpuFactory.reserve(configuration.cpus..<configuration.possibleCPUs)
+        } catch {
+            throw .kvm(error)
+        }
+        lifecycle.attach(vcpuRegistry)
 
         console = if case .stdio = configuration.serial {
             ConsoleConnection(serial: serial, loop: loop, onEscape: { [lifecycle] in lifecycle.end(.stopped(reason: "Ctrl-A x on the console")) })
         } else {
             nil
         }
+        cpuHotplug?.setEjectHandler { [weak self] index in self?.guestEjected(index) ?? false }
     }
 
     // MARK: Running
@@ -196,6 +278,7 @@ public final class Machine: Sendable {
             let loop = controlLoop
             let thread = try OSThread(name: "swiftlet-ctl") { loop.run() }
             controlThread.withLock { $0 = thread }
+            try pitDriver?.start()
             for vcpu in vcpus { try vcpu.start() }
         } catch {
             lifecycle.end(.hostFailure("cannot start: \(error)"))
@@ -206,7 +289,14 @@ public final class Machine: Sendable {
     /// Waits until the VM ends, then joins its threads and returns how it ended.
     public func waitForExit() -> MachineExit {
         lifecycle.waitUntilEnded()
-        for vcpu in vcpus { vcpu.join() }
+        // Under `control`, so no vCPU is being added meanwhile; one added
+        // after the end's own stop requests is stopped here.
+        control.withLock {
+            let all = vcpus
+            for vcpu in all { vcpu.requestStop() }
+            for vcpu in all { vcpu.join() }
+        }
+        pitDriver?.stop()
         controlLoop.stop()
         controlThread.withLock { t in
             t?.join()
@@ -232,20 +322,42 @@ public final class Machine: Sendable {
     /// are out (or the VM ended meanwhile).
     public func pause() {
         control.withLock {
-            for vcpu in vcpus { vcpu.requestPause() }
-            for vcpu in vcpus { vcpu.waitUntilQuiescent() }
+            paused.withLock { $0 = true }
+            let all = vcpus
+            for vcpu in all { vcpu.requestPause() }
+            for vcpu in all { vcpu.waitUntilQuiescent() }
         }
     }
 
     /// Lets paused vCPUs run again; returns when none is paused any more.
     public func resume() {
         control.withLock {
-            for vcpu in vcpus { vcpu.resume() }
-            for vcpu in vcpus { vcpu.waitUntilResumed() }
+            let all = vcpus
+            for vcpu in all { vcpu.resume() }
+            for vcpu in all { vcpu.waitUntilResumed() }
+            paused.withLock { $0 = false }
         }
     }
 
+    /// Between `pause()` and `resume()`.
+    public var isPaused: Bool { paused.withLock { $0 } }
+
     public var hasEnded: Bool { lifecycle.hasEnded }
+
+    /// Sends a fixed, edge-triggered interrupt with `vector` to the local
+    /// APIC with physical ID `apicID`, as a device's MSI would: through
+    /// KVM_SIGNAL_MSI with the in-kernel irqchip, through the router (and
+    /// the target's posted-interrupt descriptor) in userspace mode.
+    public func sendInterrupt(vector: UInt8, toAPICID apicID: UInt32) throws(SystemError) {
+        if let chip = userspaceIRQChip {
+            chip.router.deliver(InterruptMessage(vector: vector, deliveryMode: .fixed, destinationMode: .physical,
+                                                 destination: apicID, destinationFormat: .x2APIC, shorthand: .none,
+                                                 triggerMode: .edge, level: true, sourceAPICID: nil))
+        } else {
+            // MSI address 0xFEE0_0000 | destination << 12; data = vector, fixed, edge.
+            try vm.signalMSI(addressLow: 0xFEE0_0000 | ((apicID & 0xff) << 12), addressHigh: apicID & 0xffff_ff00, data: UInt32(vector))
+        }
+    }
 
     // MARK: Assembly helpers
 
@@ -289,7 +401,7 @@ public final class Machine: Sendable {
 
     /// Local APIC LINT0 as ExtINT and LINT1 as NMI, the virtual-wire setup
     /// firmware leaves for an OS that starts on the legacy PIC.
-    private static func wireLocalInterruptPins(_ vcpu: VCPUDescriptor) throws(SystemError) {
+    static func wireLocalInterruptPins(_ vcpu: VCPUDescriptor) throws(SystemError) {
         var lapic = try vcpu.localAPIC()
         withUnsafeMutableBytes(of: &lapic.regs) { regs in
             func setDeliveryMode(_ offset: Int, _ mode: UInt32) {

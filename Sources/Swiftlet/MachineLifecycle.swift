@@ -1,6 +1,7 @@
 import CSwiftlet
 import Synchronization
 import SwiftletDevices
+import SwiftletInterrupts
 import SwiftletKVM
 import SwiftletMemory
 import SwiftletSystem
@@ -15,7 +16,7 @@ import SwiftletVCPU
 /// a vCPU thread; `Machine.waitForExit()` does the joining.
 final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
     private let outcome = Locked<MachineExit?>(nil)
-    private let vcpus = Locked<[VCPU]>([])
+    private let vcpus = Locked<VCPURegistry<VCPU>?>(nil)
     private let endedLatch = Latch()
     private let memory: GuestMemory
     /// Completes instructions a PVM host's emulator cannot; nil when off.
@@ -29,8 +30,8 @@ final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
     }
 
     /// The vCPUs to stop when the machine ends.
-    func attach(_ list: [VCPU]) {
-        vcpus.withLock { $0 = list }
+    func attach(_ registry: VCPURegistry<VCPU>) {
+        vcpus.withLock { $0 = registry }
     }
 
     var result: MachineExit? { outcome.withLock { $0 } }
@@ -46,7 +47,9 @@ final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
             return true
         }
         guard first else { return }
-        for vcpu in vcpus.withLock({ $0 }) { vcpu.requestStop() }
+        // A vCPU added after this walk sees `hasEnded` and is stopped by
+        // `Machine.waitForExit`.
+        vcpus.withLock({ $0 })?.forEach { $0.requestStop() }
         onEnd()
         endedLatch.signal()
     }
@@ -105,5 +108,40 @@ struct KernelInterruptLine: InterruptLine {
         } catch {
             Log.error("cannot drive GSI \(gsi): \(error)")
         }
+    }
+}
+
+/// An ISA interrupt line with the emulated controllers: IRQ n drives IOAPIC
+/// pin n and 8259 input n, as KVM's default routing does.
+struct ISAInterruptLine: InterruptLine {
+    let irq: Int
+    let ioapic: IOAPIC
+    let pic: PIC8259Pair
+
+    func setLevel(_ asserted: Bool) {
+        ioapic.setIRQ(irq, level: asserted)
+        pic.setIRQ(irq, level: asserted)
+    }
+}
+
+/// One IOAPIC input pin with no ISA IRQ behind it (the 8259s do not see it).
+struct IOAPICPinLine: InterruptLine {
+    let pin: Int
+    let ioapic: IOAPIC
+
+    func setLevel(_ asserted: Bool) {
+        ioapic.setIRQ(pin, level: asserted)
+    }
+}
+
+/// The 8259 pair's INTR output: an ExtINT message to the bootstrap
+/// processor, whose LINT0 (virtual-wire mode) follows the pin.
+struct ExternalInterruptLine: InterruptLine {
+    let router: InterruptRouter
+
+    func setLevel(_ asserted: Bool) {
+        router.deliver(InterruptMessage(vector: 0, deliveryMode: .extINT, destinationMode: .physical, destination: 0,
+                                        destinationFormat: .x2APIC, shorthand: .none, triggerMode: .level,
+                                        level: asserted, sourceAPICID: nil))
     }
 }

@@ -72,17 +72,19 @@ public struct GuestRun: Sendable {
 
 /// A configuration for guest `name` whose console is captured in memory.
 public func guestConfiguration(_ name: String, cpus: Int = 1, memoryMiB: Int = 128, commandLine: String = "",
-                               initrdPath: String? = nil) throws -> MachineConfiguration {
-    MachineConfiguration(kernel: .file(path: try TestGuests.path(name)), initrdPath: initrdPath,
-                         commandLine: commandLine, cpus: cpus, memoryMiB: memoryMiB, serial: .capture(ConsoleCapture()))
+                               initrdPath: String? = nil, irqchip: InterruptControllerMode = .kernel) throws -> MachineConfiguration {
+    var config = MachineConfiguration(kernel: .file(path: try TestGuests.path(name)), initrdPath: initrdPath,
+                                      commandLine: commandLine, cpus: cpus, memoryMiB: memoryMiB, serial: .capture(ConsoleCapture()))
+    config.irqchip = irqchip
+    return config
 }
 
 /// Runs `guest` with its console captured; see `runGuest(configuration:)`.
 public func runGuest(_ guest: String, cpus: Int = 1, memoryMiB: Int = 128, commandLine: String = "",
-                     initrdPath: String? = nil, timeout: Double = 60,
+                     initrdPath: String? = nil, irqchip: InterruptControllerMode = .kernel, timeout: Double = 60,
                      whileRunning: (@Sendable (Machine, ConsoleCapture) throws -> Void)? = nil) throws -> GuestRun {
     try runGuest(configuration: guestConfiguration(guest, cpus: cpus, memoryMiB: memoryMiB, commandLine: commandLine,
-                                                   initrdPath: initrdPath),
+                                                   initrdPath: initrdPath, irqchip: irqchip),
                  timeout: timeout, whileRunning: whileRunning)
 }
 
@@ -126,5 +128,38 @@ public func waitForOutput(_ capture: ConsoleCapture, containing text: String, ti
             throw TestSetupError("timed out waiting for \"\(text)\"; output so far:\n\(capture.text)")
         }
         usleep(2_000)
+    }
+}
+
+/// A configuration for the kernel at `kernelPath` (any image `swiftlet run
+/// --kernel` takes) whose console is captured in memory, keeping up to
+/// `consoleLimit` bytes.
+public func guestConfiguration(kernelPath: String, initrdPath: String? = nil, commandLine: String = "", cpus: Int = 1,
+                               maxCPUs: Int? = nil, memoryMiB: Int = 128,
+                               consoleLimit: Int = 1 << 20) -> MachineConfiguration {
+    var configuration = MachineConfiguration(kernel: .file(path: kernelPath), initrdPath: initrdPath, commandLine: commandLine,
+                                             cpus: cpus, memoryMiB: memoryMiB,
+                                             serial: .capture(ConsoleCapture(limit: consoleLimit)))
+    configuration.maxCPUs = maxCPUs
+    return configuration
+}
+
+/// Waits until `capture` has printed every line `isComplete` asks for:
+/// polls the console text (every 50 ms) and returns when `isComplete`
+/// returns true. Fails early if `machine` ends first, and after `timeout`
+/// seconds, with the output so far.
+public func waitForOutput(_ capture: ConsoleCapture, of machine: Machine, timeout: Double,
+                          until isComplete: (String) -> Bool) throws {
+    let deadline = MonotonicClock.nanoseconds() + Int64(timeout * 1e9)
+    while true {
+        let text = capture.text
+        if isComplete(text) { return }
+        if machine.hasEnded, isComplete(capture.text) == false {
+            throw TestSetupError("the guest ended (\(machine.waitForExit())) before the output was complete; output:\n\(text)")
+        }
+        guard MonotonicClock.nanoseconds() < deadline else {
+            throw TestSetupError("timed out after \(timeout) s waiting for the guest's output; output so far:\n\(text)")
+        }
+        usleep(50_000)
     }
 }
