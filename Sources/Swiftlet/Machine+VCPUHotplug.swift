@@ -1,3 +1,4 @@
+import SwiftletACPI
 import SwiftletDevices
 import SwiftletKVM
 import SwiftletSystem
@@ -64,7 +65,7 @@ extension Machine {
         return vcpuRegistry.read { snapshot in
             (0..<vcpuRegistry.capacity).map { index in
                 let state: VCPUState = snapshot[index]?.state ?? (parked.contains(UInt32(index)) ? .parked : .absent)
-                let removing = cpuHotplug.map { $0.status(of: index) & CPUHotplugController.statusRemoving != 0 } ?? false
+                let removing = cpuHotplug.map { $0.status(of: index) & CPUHotplugRegisters.statusRemoving != 0 } ?? false
                 return VCPUSlot(index: index, state: state, removalRequested: removing)
             }
         }

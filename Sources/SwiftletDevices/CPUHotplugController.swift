@@ -1,3 +1,4 @@
+import SwiftletACPI
 import Synchronization
 import SwiftletSystem
 
@@ -35,29 +36,10 @@ import SwiftletSystem
 /// (`failedEjects`) and leaves ENABLED set.
 ///
 /// The register layout repeats the constants of
-/// `SwiftletACPI.CPUHotplugRegisters` (this module does not depend on
-/// SwiftletACPI); the two must agree.
+/// `SwiftletACPI.CPUHotplugRegisters`, the layout the DSDT's AML uses.
 public final class CPUHotplugController: BusDevice {
-    /// Bytes of registers (`CPUHotplugRegisters.length`).
-    public static let length: UInt64 = 0x10
-
-    /// Register offsets (`CPUHotplugRegisters.*Offset`).
-    public static let selectorOffset: UInt64 = 0x0
-    public static let statusOffset: UInt64 = 0x4
-    public static let eventOffset: UInt64 = 0x8
-
-    /// STATUS bits (read).
-    public static let statusEnabled: UInt8 = 1 << 0
-    public static let statusInserting: UInt8 = 1 << 1
-    public static let statusRemoving: UInt8 = 1 << 2
-
-    /// COMMAND bits (write); bits written as 0 do nothing.
-    public static let commandAcknowledgeInsert: UInt8 = 1 << 1
-    public static let commandAcknowledgeRemove: UInt8 = 1 << 2
-    public static let commandEject: UInt8 = 1 << 3
-
-    /// EVENTS bits.
-    public static let eventCPUHotplug: UInt32 = 1 << 0
+    /// The register layout and bits, as the ACPI tables describe them.
+    public typealias Registers = CPUHotplugRegisters
 
     /// The boot processor: never ejected, never asked to leave.
     public static let bootCPU = 0
@@ -133,7 +115,7 @@ public final class CPUHotplugController: BusDevice {
         self.maxCPUs = maxCPUs
         self.interrupt = interrupt
         var status = [UInt8](repeating: 0, count: maxCPUs)
-        for index in 0..<min(max(1, bootCPUs), maxCPUs) { status[index] = Self.statusEnabled }
+        for index in 0..<min(max(1, bootCPUs), maxCPUs) { status[index] = Registers.statusEnabled }
         state = Locked(State(status: status, onEject: onEject))
     }
 
@@ -149,10 +131,10 @@ public final class CPUHotplugController: BusDevice {
     /// then EVENTS.CPU_HOTPLUG, then pulses the interrupt.
     public func markAdded(_ index: Int) throws(Error) {
         try change(index) { s throws(Error) in
-            guard s.status[index] & Self.statusEnabled == 0 else { throw .alreadyPresent(index: index) }
+            guard s.status[index] & Registers.statusEnabled == 0 else { throw .alreadyPresent(index: index) }
             guard s.ejecting != index else { throw .ejectInProgress(index: index) }
             // A REMOVING left from an earlier life no longer applies.
-            s.status[index] = Self.statusEnabled | Self.statusInserting
+            s.status[index] = Registers.statusEnabled | Registers.statusInserting
         }
     }
 
@@ -162,9 +144,9 @@ public final class CPUHotplugController: BusDevice {
     public func requestRemoval(_ index: Int) throws(Error) {
         try change(index) { s throws(Error) in
             guard index != Self.bootCPU else { throw .bootCPU }
-            guard s.status[index] & Self.statusEnabled != 0 else { throw .notPresent(index: index) }
+            guard s.status[index] & Registers.statusEnabled != 0 else { throw .notPresent(index: index) }
             guard s.ejecting != index else { throw .ejectInProgress(index: index) }
-            s.status[index] |= Self.statusRemoving
+            s.status[index] |= Registers.statusRemoving
         }
     }
 
@@ -176,7 +158,7 @@ public final class CPUHotplugController: BusDevice {
         guard index >= 0 && index < maxCPUs else { throw .noSuchCPU(index: index, maxCPUs: maxCPUs) }
         guard index != Self.bootCPU else { throw .bootCPU }
         return state.withLock { s in
-            let wasEnabled = s.status[index] & Self.statusEnabled != 0
+            let wasEnabled = s.status[index] & Registers.statusEnabled != 0
             s.status[index] = 0
             return wasEnabled
         }
@@ -184,7 +166,7 @@ public final class CPUHotplugController: BusDevice {
 
     /// Whether CPU `index` is ENABLED (false for indices out of range).
     public func isEnabled(_ index: Int) -> Bool {
-        status(of: index) & Self.statusEnabled != 0
+        status(of: index) & Registers.statusEnabled != 0
     }
 
     /// The STATUS byte of CPU `index` as the guest would read it (0 out of range).
@@ -195,7 +177,7 @@ public final class CPUHotplugController: BusDevice {
 
     /// The ENABLED CPUs, ascending.
     public var enabledCPUs: [Int] {
-        state.withLock { s in s.status.indices.filter { s.status[$0] & Self.statusEnabled != 0 } }
+        state.withLock { s in s.status.indices.filter { s.status[$0] & Registers.statusEnabled != 0 } }
     }
 
     /// EVENTS as the guest would read it.
@@ -217,7 +199,7 @@ public final class CPUHotplugController: BusDevice {
         guard index >= 0 && index < maxCPUs else { throw .noSuchCPU(index: index, maxCPUs: maxCPUs) }
         try state.withLock { s throws(Error) in
             try body(&s)
-            s.events |= Self.eventCPUHotplug
+            s.events |= Registers.eventCPUHotplug
         }
         interrupt.setLevel(true)
         interrupt.setLevel(false)
@@ -244,7 +226,7 @@ public final class CPUHotplugController: BusDevice {
         switch offset {
         case 0..<4:
             return UInt8(truncatingIfNeeded: s.selector >> (offset * 8))
-        case Self.statusOffset:
+        case Registers.statusOffset:
             guard let index = selected(s) else { return 0 }
             return s.status[index]
         case 8..<12:
@@ -260,7 +242,7 @@ public final class CPUHotplugController: BusDevice {
         case 0..<4:
             let shift = offset * 8
             s.selector = s.selector & ~(UInt32(0xff) << shift) | UInt32(byte) << shift
-        case Self.statusOffset:
+        case Registers.statusOffset:
             command(&s, byte, &effects)
         case 8..<12:
             s.events &= ~(UInt32(byte) << ((offset - 8) * 8))
@@ -277,18 +259,18 @@ public final class CPUHotplugController: BusDevice {
 
     private func command(_ s: inout State, _ byte: UInt8, _ effects: inout Effects) {
         guard let index = selected(s) else {
-            if byte & Self.commandEject != 0 {
+            if byte & Registers.commandEject != 0 {
                 ignoredEjectCount.add(1, ordering: .relaxed)
                 effects.log = "guest ejected CPU \(s.selector), which does not exist (CPUs are 0 to \(maxCPUs - 1)); ignored"
             }
             return
         }
-        if byte & Self.commandAcknowledgeInsert != 0 { s.status[index] &= ~Self.statusInserting }
-        if byte & Self.commandAcknowledgeRemove != 0 { s.status[index] &= ~Self.statusRemoving }
-        guard byte & Self.commandEject != 0 else { return }
+        if byte & Registers.commandAcknowledgeInsert != 0 { s.status[index] &= ~Registers.statusInserting }
+        if byte & Registers.commandAcknowledgeRemove != 0 { s.status[index] &= ~Registers.statusRemoving }
+        guard byte & Registers.commandEject != 0 else { return }
         let reason: String? =
             if index == Self.bootCPU { "it is the boot processor" }
-            else if s.status[index] & Self.statusEnabled == 0 { "it is not present" }
+            else if s.status[index] & Registers.statusEnabled == 0 { "it is not present" }
             else if let other = s.ejecting { "CPU \(other) is being ejected" }
             else { nil }
         if let reason {

@@ -1,3 +1,4 @@
+import SwiftletACPI
 import Testing
 import SwiftletSystem
 @testable import SwiftletDevices
