@@ -57,6 +57,8 @@ final class LocalInterruptController: @unchecked Sendable {
     let slot: Int
     private var timer: ThreadTimer?
     private(set) var halted = false
+    /// RFLAGS.IF when the guest halted: whether interrupts can end the halt.
+    private var haltedWithInterruptsEnabled = true
     private var nmiPending = false
     private let resetRegisters: Registers
     private let resetSpecialRegisters: SpecialRegisters
@@ -110,7 +112,7 @@ final class LocalInterruptController: @unchecked Sendable {
             halted = false
         }
         // With IF clear, a halted CPU wakes only for NMI, INIT or SMI.
-        let canTakeInterrupts = !halted || vcpu.interruptFlag
+        let canTakeInterrupts = !halted || haltedWithInterruptsEnabled
         if canTakeInterrupts, lapic.pendingInterrupt() != nil {
             halted = false
             if vcpu.readyForInterruptInjection {
@@ -152,7 +154,12 @@ final class LocalInterruptController: @unchecked Sendable {
     }
 
     /// HLT exit (RIP is already past the HLT).
-    func halt() {
+    /// HLT. IF is read from the registers, not from kvm_run.if_flag: on a
+    /// PVM host if_flag can read 0 for a `sti; hlt` (seen in a 10,000-cycle
+    /// soak, where the CPU then never woke), and a halt with IF believed
+    /// clear waits for NMI or INIT only.
+    func halt(_ vcpu: VCPUDescriptor) throws(SystemError) {
+        haltedWithInterruptsEnabled = try vcpu.registers().rflags & (1 << 9) != 0
         halted = true
     }
 

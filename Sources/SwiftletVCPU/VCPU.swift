@@ -294,7 +294,7 @@ public final class VCPU: Sendable, CustomStringConvertible, InterruptTarget {
                 }
             case .halt where controller != nil:
                 haltCount.add(1, ordering: .relaxed)
-                controller!.halt()
+                try controller!.halt(descriptor)
             case .interruptWindowOpen where controller != nil:
                 break  // the next prepareEntry injects
             case .msr(let access) where controller != nil:

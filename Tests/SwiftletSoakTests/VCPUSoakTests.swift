@@ -79,7 +79,7 @@ struct VCPUSoakTests {
         let (before, after) = try #require(resources.withLock { $0 })
         print("soak (\(irqchip)): \(cycles) cycles, \(sentToCPU0.load(ordering: .relaxed)) interrupts to CPU 0; \(before) → \(after)")
         #expect(freed.load(ordering: .relaxed) == cycles, "a removed vCPU object outlived its removal")
-        #expect(after.threads == before.threads, "vCPU threads left behind")
+        #expect(after.vcpuThreads == before.vcpuThreads, "vCPU threads left behind")
         #expect(after.vcpuMappings == before.vcpuMappings, "kvm_run areas left mapped")
         // The 3 hot-pluggable vCPUs were created (and parked) at start.
         #expect(after.fileDescriptors == before.fileDescriptors, "file descriptors leaked")
