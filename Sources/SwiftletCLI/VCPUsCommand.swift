@@ -89,7 +89,7 @@ enum VCPUsCommand {
             }
             return Outcome(status: ExitStatus.success, output: table(set))
         case .add(let index): return Outcome(status: ExitStatus.success, output: "added vCPU \(index)")
-        case .remove(let index): return Outcome(status: ExitStatus.success, output: "removed vCPU \(index)")
+        case .remove(let index): return Outcome(status: ExitStatus.success, output: "removal of vCPU \(index) requested: it goes when the guest ejects it")
         case .set(let count): return Outcome(status: ExitStatus.success, output: "\(count) vCPU\(count == 1 ? "" : "s") present")
         }
     }
@@ -141,7 +141,10 @@ enum VCPUsCommand {
     ///     INDEX  APIC ID  STATE
     ///     0      0        running
     static func table(_ set: VCPUSetDescription) -> String {
-        var lines = ["\(set.vcpus.count) vCPU\(set.vcpus.count == 1 ? "" : "s") (\(set.bootCPUs) at boot, at most \(set.maxCPUs))"]
+        // The resource lists every possible CPU; absent and parked ones are
+        // not present.
+        let present = set.vcpus.filter { $0.state != "absent" && $0.state != "parked" }.count
+        var lines = ["\(present) vCPU\(present == 1 ? "" : "s") present (\(set.bootCPUs) at boot, at most \(set.maxCPUs))"]
         let rows = [["INDEX", "APIC ID", "STATE"]] + set.vcpus.map { [String($0.index), String($0.apicID), $0.state] }
         let widths = (0..<3).map { column in rows.map { $0[column].count }.max()! }
         for row in rows {

@@ -24,14 +24,14 @@ import Testing
         try withServer(fake) {
             let list = vcpus("list", "--api-socket", socketPath)
             #expect(list == VCPUsCommand.Outcome(status: 0, output: """
-                2 vCPUs (1 at boot, at most 4)
+                2 vCPUs present (1 at boot, at most 4)
                 INDEX  APIC ID  STATE
                 0      0        running
                 1      1        running
                 """))
             #expect(vcpus("add", "3", "--api-socket", socketPath) == .init(status: 0, output: "added vCPU 3"))
             // Options may come first.
-            #expect(vcpus("--api-socket=\(socketPath)", "remove", "1") == .init(status: 0, output: "removed vCPU 1"))
+            #expect(vcpus("--api-socket=\(socketPath)", "remove", "1") == .init(status: 0, output: "removal of vCPU 1 requested: it goes when the guest ejects it"))
             #expect(fake.vcpuSet().vcpus.map(\.index) == [0, 3])
             #expect(vcpus("set", "1", "--api-socket", socketPath) == .init(status: 0, output: "1 vCPU present"))
             #expect(fake.vcpuSet().vcpus.map(\.index) == [0])
