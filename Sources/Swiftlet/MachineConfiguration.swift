@@ -60,8 +60,15 @@ public struct MachineConfiguration: Sendable {
         self.cpuFeatures = cpuFeatures
     }
 
-    /// vCPUs: xAPIC IDs are 8 bits and 0xff is the broadcast ID.
-    public static let cpuRange = 1...254
+    /// vCPUs (APIC IDs 0...1023). The userspace interrupt controller gives
+    /// every vCPU an x2APIC (through MSR exits) and the MADT lists the IDs
+    /// from 255 up as x2APIC entries; 1024 is KVM_CAP_MAX_VCPUS on the hosts
+    /// we know.
+    public static let cpuRange = 1...1024
+    /// vCPUs with the in-kernel irqchip: xAPIC IDs are 8 bits and 0xff is
+    /// the broadcast ID. Beyond that KVM needs KVM_CAP_X2APIC_API (32-bit
+    /// IDs in its LAPIC state and MSI routes), which Swiftlet does not enable.
+    public static let kernelIRQChipCPURange = 1...254
     /// Guest RAM in MiB: enough for the boot structures and a small kernel,
     /// up to 1 TiB of address space (memory is only used when touched).
     public static let memoryRange = 4...(1 << 20)
@@ -75,6 +82,10 @@ public struct MachineConfiguration: Sendable {
             guard maxCPUs >= cpus, Self.cpuRange.contains(maxCPUs) else {
                 throw .invalid("--max-cpus must be between --cpus (\(cpus)) and \(Self.cpuRange.upperBound), not \(maxCPUs)")
             }
+        }
+        if irqchip == .kernel, possibleCPUs > Self.kernelIRQChipCPURange.upperBound {
+            let option = possibleCPUs > cpus ? "--max-cpus" : "--cpus"
+            throw .invalid("\(option) above \(Self.kernelIRQChipCPURange.upperBound) needs --irqchip userspace (the in-kernel irqchip has 8-bit APIC IDs)")
         }
         guard (0...1_000_000).contains(haltPollMicroseconds) else {
             throw .invalid("--halt-poll-us must be between 0 and 1000000, not \(haltPollMicroseconds)")

@@ -6,7 +6,15 @@
 //       guest (Guests/out/hotplug.elf), and what the RCU registry costs one
 //       interrupt's routing lookup against a plain array.
 //
-// Run by Benchmarks/run (`hotplug`), which stamps the date and host kind.
+//   swiftlet-bench interrupts GUEST [--irqchip kernel|userspace|both]
+//                  [--cpus 1,64,256,1024] [--samples N] [--gap-us N]
+//                  [--seconds S] [--halt-poll-us N]
+//       post-to-handler latency for a halted vCPU (p50/p99) with N vCPUs
+//       in the VM, and interrupts per second to a vCPU busy in user mode
+//       (Guests/out/irq-latency.elf; see InterruptBenchmark.swift).
+//
+// Run by Benchmarks/run (`hotplug`, `interrupts`), which stamps the date
+// and host kind.
 import Glibc
 import Swiftlet
 import SwiftletDevices
@@ -88,24 +96,31 @@ func hotplug(guest: String, cycles: Int, irqchip: InterruptControllerMode) {
     _ = machine.waitForExit()
 }
 
-var arguments = Array(CommandLine.arguments.dropFirst())
-guard arguments.first == "hotplug", arguments.count >= 2 else {
-    fail("usage: swiftlet-bench hotplug GUEST [--cycles N] [--irqchip kernel|userspace]")
-}
-let guest = arguments[1]
-var cycles = 1000
-var irqchip = InterruptControllerMode.kernel
-var rest = arguments.dropFirst(2)
-while let option = rest.popFirst() {
-    guard let value = rest.popFirst() else { fail("\(option) needs a value") }
-    switch option {
-    case "--cycles":
-        guard let n = Int(value), n > 0 else { fail("--cycles must be a positive integer") }
-        cycles = n
-    case "--irqchip":
-        guard let mode = InterruptControllerMode(rawValue: value) else { fail("--irqchip must be kernel or userspace") }
-        irqchip = mode
-    default: fail("unknown option \(option)")
+func hotplugMain(_ arguments: ArraySlice<String>) {
+    guard let guest = arguments.first else {
+        fail("usage: swiftlet-bench hotplug GUEST [--cycles N] [--irqchip kernel|userspace]")
     }
+    var cycles = 1000
+    var irqchip = InterruptControllerMode.kernel
+    var rest = arguments.dropFirst()
+    while let option = rest.popFirst() {
+        guard let value = rest.popFirst() else { fail("\(option) needs a value") }
+        switch option {
+        case "--cycles":
+            guard let n = Int(value), n > 0 else { fail("--cycles must be a positive integer") }
+            cycles = n
+        case "--irqchip":
+            guard let mode = InterruptControllerMode(rawValue: value) else { fail("--irqchip must be kernel or userspace") }
+            irqchip = mode
+        default: fail("unknown option \(option)")
+        }
+    }
+    hotplug(guest: guest, cycles: cycles, irqchip: irqchip)
 }
-hotplug(guest: guest, cycles: cycles, irqchip: irqchip)
+
+let arguments = CommandLine.arguments.dropFirst()
+switch arguments.first {
+case "hotplug": hotplugMain(arguments.dropFirst())
+case "interrupts": InterruptBenchmark.parse(arguments.dropFirst()).run()
+default: fail("usage: swiftlet-bench hotplug|interrupts GUEST [options]")
+}

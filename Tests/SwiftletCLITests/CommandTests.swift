@@ -56,7 +56,7 @@ import SwiftletTestSupport
 
     @Test(arguments: [
         (["frobnicate"], "swiftlet: error: unknown command 'frobnicate' (see 'swiftlet help')"),
-        (["run", "--cpus", "0"], "swiftlet: error: --cpus must be between 1 and 254, not 0"),
+        (["run", "--cpus", "0"], "swiftlet: error: --cpus must be between 1 and 1024, not 0"),
         (["run", "--bogus"], "swiftlet: error: unknown option '--bogus' for 'swiftlet run'"),
         (["run", "--kernel", "/nonexistent/k.elf"], "swiftlet: error: /nonexistent/k.elf: cannot open: No such file or directory"),
         (["run", "--kernel", "/"], "swiftlet: error: /: is a directory, not a kernel or initrd image"),
