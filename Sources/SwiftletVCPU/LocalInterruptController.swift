@@ -59,6 +59,14 @@ final class LocalInterruptController: @unchecked Sendable {
     private(set) var halted = false
     /// RFLAGS.IF when the guest halted: whether interrupts can end the halt.
     private var haltedWithInterruptsEnabled = true
+    /// A vector went to KVM_INTERRUPT and no KVM_RUN has returned since.
+    /// kvm_run.ready_for_interrupt_injection still describes the last exit
+    /// then, so it cannot be trusted for a second injection: when entry is
+    /// retried without running (a post landed first), a second vector would
+    /// replace or be refused beside the queued one while the APIC model has
+    /// both in service — one of them never EOId, its priority class and all
+    /// below blocked for good.
+    private var injectionQueued = false
     private var nmiPending = false
     private let resetRegisters: Registers
     private let resetSpecialRegisters: SpecialRegisters
@@ -115,12 +123,13 @@ final class LocalInterruptController: @unchecked Sendable {
         let canTakeInterrupts = !halted || haltedWithInterruptsEnabled
         if canTakeInterrupts, lapic.pendingInterrupt() != nil {
             halted = false
-            if vcpu.readyForInterruptInjection {
+            if vcpu.readyForInterruptInjection && !injectionQueued {
                 let vector: UInt8 = switch lapic.acknowledge() {
                 case .vector(let v), .spurious(let v): v
                 case .external: chip.pic.acknowledge()
                 }
                 try vcpu.injectInterrupt(vector)
+                injectionQueued = true
                 injections.add(1, ordering: .relaxed)
                 // Exit as soon as the next one can be taken, if there is one.
                 vcpu.requestInterruptWindow = lapic.pendingInterrupt() != nil
@@ -140,6 +149,9 @@ final class LocalInterruptController: @unchecked Sendable {
     /// After every exit: the guest may have changed CR8 or IA32_APIC_BASE,
     /// which KVM handles itself and mirrors into kvm_run.
     func afterExit(_ vcpu: VCPUDescriptor) throws(SystemError) {
+        // KVM_RUN ran: a queued vector was delivered, or the exit's
+        // ready_for_interrupt_injection says it is still queued (0).
+        injectionQueued = false
         lapic.setCR8(vcpu.cr8)
         let base = vcpu.apicBase
         if base != lapic.apicBase {
