@@ -54,22 +54,7 @@ enum LinuxGuest {
     private static let buildResult: Result<String, TestSetupError> = {
         let files = [vmlinux, initramfs, directory + "/kernel-version"]
         if !files.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestGuests.repositoryRoot + "/Guests/linux/build")
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            do {
-                try process.run()
-            } catch {
-                return .failure(TestSetupError("cannot run Guests/linux/build: \(error)"))
-            }
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                return .failure(TestSetupError("Guests/linux/build failed (\(process.terminationStatus)):\n"
-                                               + String(decoding: output, as: UTF8.self)))
-            }
+            if case .failure(let error) = TestGuests.runScript("Guests/linux/build") { return .failure(error) }
         }
         guard let version = try? String(contentsOfFile: directory + "/kernel-version", encoding: .utf8) else {
             return .failure(TestSetupError("Guests/linux/build left no kernel-version"))

@@ -16,9 +16,13 @@ public enum TestGuests {
 
     /// Builds every guest once per test process (`Guests/build` is
     /// incremental and takes seconds), so `swift test` needs no setup step.
-    private static let buildResult: Result<Void, TestSetupError> = {
+    private static let buildResult: Result<Void, TestSetupError> = runScript("Guests/build")
+
+    /// Runs a script of the repository (a path relative to its root) from
+    /// the root, and fails with its output if it fails.
+    public static func runScript(_ path: String) -> Result<Void, TestSetupError> {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: repositoryRoot + "/Guests/build")
+        process.executableURL = URL(fileURLWithPath: repositoryRoot + "/" + path)
         process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -26,15 +30,15 @@ public enum TestGuests {
         do {
             try process.run()
         } catch {
-            return .failure(TestSetupError("cannot run Guests/build: \(error)"))
+            return .failure(TestSetupError("cannot run \(path): \(error)"))
         }
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            return .failure(TestSetupError("Guests/build failed (\(process.terminationStatus)):\n" + String(decoding: output, as: UTF8.self)))
+            return .failure(TestSetupError("\(path) failed (\(process.terminationStatus)):\n" + String(decoding: output, as: UTF8.self)))
         }
         return .success(())
-    }()
+    }
 
     /// The built ELF of guest `name` (e.g. "hello").
     public static func path(_ name: String) throws -> String {
