@@ -132,8 +132,10 @@ import SwiftletSystem
         let events: UInt64 = 20_000
         let notified = try run(posters: 1, window: 1, eventsPerPoster: events, hostPolling: false)
         // A post that lands while the vCPU is between consuming and
-        // re-entering needs no notification (its entry check sees ON); about
-        // half do. The rest must notify.
-        #expect(notified > events / 3, "too few notifications to have exercised the protocol")
+        // re-entering needs no notification (its entry check sees ON). How
+        // many do depends on scheduling (a third to a half unloaded, a fifth
+        // seen on a loaded CI host); thousands of notifications are enough
+        // to have exercised both the kick and the wake path.
+        #expect(notified > events / 20, "too few notifications to have exercised the protocol")
     }
 }
