@@ -70,21 +70,8 @@ struct InterruptBenchmark {
                                                  serial: .capture(capture))
         configuration.irqchip = mode
         if let haltPollMicroseconds { configuration.haltPollMicroseconds = haltPollMicroseconds }
-        let machine: Machine
-        do {
-            machine = try Machine(configuration)
-            try machine.start()
-        } catch {
-            fail("cannot start \(guest) with \(cpus) vCPUs, --irqchip \(mode): \(error)")
-        }
-        let ready = "irq-latency: ready (\(commandLine))"
-        let deadline = MonotonicClock.nanoseconds() + 30_000_000_000
-        while !capture.text.contains(ready) {
-            if MonotonicClock.nanoseconds() > deadline || machine.hasEnded {
-                fail("the guest did not get ready (\(machine.hasEnded ? "it ended" : "timeout")):\n\(capture.text)")
-            }
-            usleep(1000)
-        }
+        let machine = startGuest(configuration, capture: capture, until: "irq-latency: ready (\(commandLine))",
+                                 describing: "\(guest) with \(cpus) vCPUs, --irqchip \(mode)")
         usleep(20_000)  // past the print's last exits, into hlt or the user loop
         return (machine, capture)
     }

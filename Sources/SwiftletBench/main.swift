@@ -38,23 +38,33 @@ func format(_ value: Double) -> String {
     return "\(scaled / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
 }
 
-func hotplug(guest: String, cycles: Int, irqchip: InterruptControllerMode) {
-    let capture = ConsoleCapture()
-    var configuration = MachineConfiguration(kernel: .file(path: guest), cpus: 1, serial: .capture(capture))
-    configuration.maxCPUs = 4
-    configuration.irqchip = irqchip
+/// Builds and starts a machine, then waits (up to 30 s) for its guest to
+/// print `readyLine`; ends the process with a clear error otherwise.
+func startGuest(_ configuration: MachineConfiguration, capture: ConsoleCapture, until readyLine: String,
+                describing what: String) -> Machine {
     let machine: Machine
     do {
         machine = try Machine(configuration)
         try machine.start()
     } catch {
-        fail("cannot start \(guest): \(error)")
+        fail("cannot start \(what): \(error)")
     }
     let deadline = MonotonicClock.nanoseconds() + 30_000_000_000
-    while !capture.text.contains("hotplug: ready") {
-        if MonotonicClock.nanoseconds() > deadline || machine.hasEnded { fail("the guest did not get ready:\n\(capture.text)") }
+    while !capture.text.contains(readyLine) {
+        if MonotonicClock.nanoseconds() > deadline || machine.hasEnded {
+            fail("the guest did not get ready (\(machine.hasEnded ? "it ended" : "timeout")):\n\(capture.text)")
+        }
         usleep(1000)
     }
+    return machine
+}
+
+func hotplug(guest: String, cycles: Int, irqchip: InterruptControllerMode) {
+    let capture = ConsoleCapture()
+    var configuration = MachineConfiguration(kernel: .file(path: guest), cpus: 1, serial: .capture(capture))
+    configuration.maxCPUs = 4
+    configuration.irqchip = irqchip
+    let machine = startGuest(configuration, capture: capture, until: "hotplug: ready", describing: guest)
     var adds: [Int64] = [], removes: [Int64] = []
     for cycle in 0..<cycles {
         let index = 1 + cycle % 3

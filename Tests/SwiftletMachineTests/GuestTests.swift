@@ -78,11 +78,7 @@ struct GuestTests {
     func serialReceiveInterrupts(irqchip: InterruptControllerMode) throws {
         let run = try runGuest("serial", irqchip: irqchip) { machine, console in
             try waitForOutput(console, containing: "serial: waiting for input")
-            var input = Array("ping\n".utf8)[...]
-            while !input.isEmpty {
-                input = input.dropFirst(machine.serial.receive(input))
-                if !input.isEmpty { usleep(1000) }
-            }
+            typeIntoSerial("ping\n", of: machine)
         }
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(run.lines.contains("got: ping"))

@@ -21,14 +21,6 @@ struct VCPUHotplugTests {
         return configuration
     }
 
-    static func send(_ text: String, to machine: Machine) {
-        var input = Array(text.utf8)[...]
-        while !input.isEmpty {
-            input = input.dropFirst(machine.serial.receive(input))
-            if !input.isEmpty { usleep(1000) }
-        }
-    }
-
     static func state(of index: Int, in machine: Machine) -> VCPUState? {
         machine.vcpuSlots.first { $0.index == index }?.state
     }
@@ -56,7 +48,7 @@ struct VCPUHotplugTests {
             try machine.hotAddVCPU(2)
             try waitForOutput(console, of: machine, timeout: 30) { $0.components(separatedBy: "hotplug: cpu 2 online work=1000").count == 3 }
             #expect(machine.vcpus.map(\.index) == [0, 2, 3])
-            Self.send("done\n", to: machine)
+            typeIntoSerial("done\n", of: machine)
         }
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(run.lines.contains { $0.hasPrefix("hotplug: done: 3 online, 1 ejected") }, "\(run.output)")
@@ -75,7 +67,7 @@ struct VCPUHotplugTests {
             machine.pause()
             #expect(throws: VCPUHotplugError.notRunning("paused")) { try machine.hotAddVCPU(1) }
             machine.resume()
-            Self.send("done\n", to: machine)
+            typeIntoSerial("done\n", of: machine)
         }
         #expect(run.exit == Self.success, "\(run.output)")
         #expect(throws: VCPUHotplugError.notRunning("ending")) { try run.machine.hotAddVCPU(1) }

@@ -11,14 +11,6 @@ import SwiftletVCPU
 /// target separately): concurrent tests would change the counts.
 @Suite(.enabled(if: KVMTestSupport.isAvailable, KVMTestSupport.reason), .serialized)
 struct VCPUSoakTests {
-    static func send(_ text: String, to machine: Machine) {
-        var input = Array(text.utf8)[...]
-        while !input.isEmpty {
-            input = input.dropFirst(machine.serial.receive(input))
-            if !input.isEmpty { usleep(1000) }
-        }
-    }
-
     /// 10,000 forced add/remove cycles of CPUs the guest is not told
     /// about, while two threads send interrupts to every present vCPU. CPU 0
     /// stays and counts what it gets; the others come and go. Afterwards:
@@ -73,7 +65,7 @@ struct VCPUSoakTests {
             toOthers.join()
             resources.withLock { $0 = (before, ProcessResources.current()) }
             usleep(100_000)  // the last interrupts reach CPU 0
-            Self.send("done\n", to: machine)
+            typeIntoSerial("done\n", of: machine)
         }
         #expect(run.exit == .debugExit(code: 0x10), "\(run.output)")
         let (before, after) = try #require(resources.withLock { $0 })

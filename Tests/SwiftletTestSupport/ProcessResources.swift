@@ -22,42 +22,40 @@ public struct ProcessResources: Equatable, Sendable, CustomStringConvertible {
     /// Entries of a directory other than . and .. (the directory stream's
     /// own descriptor is one of /proc/self/fd's, hence the - 1 above).
     private static func entries(in path: String) -> Int {
-        guard let dir = opendir(path) else { return -1 }
-        defer { closedir(dir) }
-        var count = 0
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { count += 1 }
-        }
-        return count
+        names(in: path)?.count ?? -1
     }
 
     private static func vcpuThreadCount() -> Int {
-        guard let dir = opendir("/proc/self/task") else { return -1 }
-        defer { closedir(dir) }
-        var count = 0
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name != "." && name != "..", let file = fopen("/proc/self/task/\(name)/comm", "r") else { continue }
-            var buffer = [CChar](repeating: 0, count: 32)
-            if fgets(&buffer, Int32(buffer.count), file) != nil,
-               String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).hasPrefix("vcpu") {
-                count += 1
-            }
-            fclose(file)
-        }
-        return count
+        guard let tasks = names(in: "/proc/self/task") else { return -1 }
+        return tasks.filter { firstLine(of: "/proc/self/task/\($0)/comm")?.hasPrefix("vcpu") == true }.count
     }
 
-    private static func mapsLines(containing text: String) -> Int {
-        guard let file = fopen("/proc/self/maps", "r") else { return -1 }
+    private static func names(in path: String) -> [String]? {
+        guard let dir = opendir(path) else { return nil }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Lines of a text file, read with the C library (no Foundation needed).
+    private static func lines(of path: String) -> [String]? {
+        guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
-        var count = 0
+        var lines: [String] = []
         var buffer = [CChar](repeating: 0, count: 4096)
         while fgets(&buffer, Int32(buffer.count), file) != nil {
-            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if line.contains(text) { count += 1 }
+            lines.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
-        return count
+        return lines
+    }
+
+    private static func firstLine(of path: String) -> String? { lines(of: path)?.first }
+
+    private static func mapsLines(containing text: String) -> Int {
+        lines(of: "/proc/self/maps")?.filter { $0.contains(text) }.count ?? -1
     }
 }

@@ -124,6 +124,16 @@ public func runGuest(configuration: MachineConfiguration, timeout: Double = 60,
     return GuestRun(exit: exit, output: capture.text, machine: machine)
 }
 
+/// Types `text` into the machine's COM1, as a user at the console would,
+/// waiting while the guest has not yet drained the receive FIFO.
+public func typeIntoSerial(_ text: String, of machine: Machine) {
+    var input = Array(text.utf8)[...]
+    while !input.isEmpty {
+        input = input.dropFirst(machine.serial.receive(input))
+        if !input.isEmpty { usleep(1000) }
+    }
+}
+
 /// Waits until `capture` has printed `text` (or `timeout` passes).
 public func waitForOutput(_ capture: ConsoleCapture, containing text: String, timeout: Double = 30) throws {
     let deadline = MonotonicClock.nanoseconds() + Int64(timeout * 1e9)
