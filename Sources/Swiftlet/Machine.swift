@@ -265,6 +265,21 @@ public final class Machine: Sendable {
         cpuHotplug?.setEjectHandler { [weak self] index in self?.guestEjected(index) ?? false }
     }
 
+    /// A machine released while it still runs is stopped first, so its
+    /// threads are joined before the KVM objects they use go away. Then the
+    /// two cycles through the vCPUs are cut: each vCPU holds the lifecycle
+    /// (its exit handler) and, with the userspace irqchip, the router that
+    /// lists it as a target. Either would keep every vCPU, its KVM fd and
+    /// its kvm_run mapping alive after the machine.
+    deinit {
+        if state.withLock({ $0 }) == .started {
+            stop(reason: "the machine was released while running")
+            _ = waitForExit()
+        }
+        lifecycle.detachVCPUs()
+        for vcpu in vcpuRegistry.present { vcpu.detachFromRouter() }
+    }
+
     // MARK: Running
 
     /// Starts the control thread and every vCPU thread.

@@ -34,6 +34,12 @@ final class MachineLifecycle: GuestRequestSink, VCPUExitHandler {
         vcpus.withLock { $0 = registry }
     }
 
+    /// Forgets the vCPUs, which hold this lifecycle as their exit handler;
+    /// called when the machine is released.
+    func detachVCPUs() {
+        vcpus.withLock { $0 = nil }
+    }
+
     var result: MachineExit? { outcome.withLock { $0 } }
     var hasEnded: Bool { endedLatch.isSignalled }
 

@@ -79,4 +79,45 @@ struct MachineControlTests {
         #expect(run.exit == .stopped(reason: "stopped mid-race"))
         #expect(run.machine.vcpus.allSatisfy { $0.state == .parked })
     }
+
+    /// A library user runs many VMs one after another: once a machine has
+    /// ended and its owner lets go of it, the machine, its vCPUs and the
+    /// KVM objects behind them are freed (fds closed, kvm_run unmapped),
+    /// in both irqchip modes and with hot-pluggable CPUs parked.
+    @Test(arguments: InterruptControllerMode.allCases)
+    func anEndedMachineIsFreed(irqchip: InterruptControllerMode) throws {
+        weak var machine: Machine?
+        weak var vcpu: VCPU?
+        try {
+            var configuration = try guestConfiguration("spin", cpus: 2, irqchip: irqchip)
+            configuration.maxCPUs = 3
+            let run = try runGuest(configuration: configuration) { machine, console in
+                try waitForOutput(console, containing: "spin: 2 CPUs spinning")
+                machine.stop(reason: "test done")
+            }
+            #expect(run.exit == .stopped(reason: "test done"))
+            machine = run.machine
+            vcpu = run.machine.vcpus.last
+        }()
+        #expect(machine == nil, "the ended machine is still referenced")
+        #expect(vcpu == nil, "a vCPU of the ended machine is still referenced")
+    }
+
+    /// Letting go of a running machine stops it: the vCPU threads are
+    /// joined and everything is freed, rather than the guest running on
+    /// with no owner.
+    @Test func aMachineReleasedWhileRunningIsStoppedAndFreed() throws {
+        weak var vcpu: VCPU?
+        try {
+            let configuration = try guestConfiguration("spin", cpus: 2)
+            guard case .capture(let console) = configuration.serial else {
+                throw TestSetupError("guestConfiguration did not capture the console")
+            }
+            let machine = try Machine(configuration)
+            try machine.start()
+            try waitForOutput(console, containing: "spin: 2 CPUs spinning")
+            vcpu = machine.vcpus.last
+        }()
+        #expect(vcpu == nil, "a vCPU of the released machine is still referenced (its thread still runs?)")
+    }
 }
