@@ -78,4 +78,33 @@ struct VCPUSoakTests {
         let line = run.lines.first { $0.hasPrefix("hotplug: done:") } ?? ""
         #expect(line.hasSuffix(", \(sentToCPU0.load(ordering: .relaxed)) host"), "\(line): CPU 0 lost interrupts")
     }
+
+    /// A library user runs VMs one after another: 25 machines per irqchip
+    /// mode (2 vCPUs and a parked spare each), every one released once it
+    /// ended, leave the process with no more threads, file descriptors or
+    /// memory mappings than it had.
+    @Test(arguments: InterruptControllerMode.allCases)
+    func machinesRunOneAfterAnotherReleaseEverything(irqchip: InterruptControllerMode) throws {
+        func runOne() throws {
+            var configuration = try guestConfiguration("spin", cpus: 2, irqchip: irqchip)
+            configuration.maxCPUs = 3
+            let run = try runGuest(configuration: configuration) { machine, console in
+                try waitForOutput(console, containing: "spin: 2 CPUs spinning")
+                machine.stop(reason: "next")
+            }
+            #expect(run.exit == .stopped(reason: "next"))
+        }
+        // The first run creates what the process keeps for good (the
+        // runtime's own threads, /dev/kvm's first use).
+        try runOne()
+        let before = ProcessResources.current()
+        let mappingsBefore = ProcessResources.mappingCount()
+        for _ in 0..<25 { try runOne() }
+        let after = ProcessResources.current()
+        #expect(after.vcpuThreads == before.vcpuThreads, "vCPU threads left behind: \(before) -> \(after)")
+        #expect(after.vcpuMappings == before.vcpuMappings, "kvm_run areas left mapped: \(before) -> \(after)")
+        #expect(after.fileDescriptors == before.fileDescriptors, "file descriptors leaked: \(before) -> \(after)")
+        #expect(ProcessResources.mappingCount() <= mappingsBefore + 4,
+                "guest memory left mapped: \(mappingsBefore) -> \(ProcessResources.mappingCount()) mappings")
+    }
 }

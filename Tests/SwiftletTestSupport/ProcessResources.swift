@@ -55,6 +55,12 @@ public struct ProcessResources: Equatable, Sendable, CustomStringConvertible {
 
     private static func firstLine(of path: String) -> String? { lines(of: path)?.first }
 
+    /// Lines of /proc/self/maps: every mapping the process has (guest
+    /// memory is one or more of them).
+    public static func mappingCount() -> Int {
+        lines(of: "/proc/self/maps")?.count ?? -1
+    }
+
     private static func mapsLines(containing text: String) -> Int {
         lines(of: "/proc/self/maps")?.filter { $0.contains(text) }.count ?? -1
     }
