@@ -6,7 +6,19 @@
 
 extern char rt_spurious_stub[];
 
-uint32_t lapic_id(void) { return lapic_read(LAPIC_ID) >> 24; }
+volatile bool rt_x2apic;
+
+/* The x2APIC ID register holds the whole 32-bit ID; the xAPIC one, 8 bits. */
+uint32_t lapic_id(void) { return rt_x2apic ? lapic_read(LAPIC_ID) : lapic_read(LAPIC_ID) >> 24; }
+
+void lapic_x2apic_mode(void) {
+    wrmsr(0x1b, rdmsr(0x1b) | 1u << 11 | 1u << 10);
+}
+
+void lapic_use_x2apic(void) {
+    lapic_x2apic_mode();
+    rt_x2apic = true;
+}
 
 void lapic_enable(void) {
     idt_set_gate(RT_VEC_SPURIOUS, rt_spurious_stub, 0);
@@ -14,6 +26,10 @@ void lapic_enable(void) {
 }
 
 void lapic_send_ipi(uint32_t dest, uint32_t icr) {
+    if (rt_x2apic) {  /* one 64-bit ICR, destination in bits 32-63; no delivery status */
+        wrmsr(0x830, (uint64_t)dest << 32 | icr);
+        return;
+    }
     lapic_write(LAPIC_ICR_HI, dest << 24);
     lapic_write(LAPIC_ICR_LO, icr);
     while (lapic_read(LAPIC_ICR_LO) & (1u << 12)) cpu_relax();  /* delivery pending */

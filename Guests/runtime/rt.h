@@ -134,8 +134,18 @@ void idt_set_gate(uint8_t vector, void *entry, unsigned dpl);
 #define ICR_FIXED       0x00000000
 #define ICR_ASSERT      0x00004000
 #define ICR_ALL_BUT_SELF 0x000c0000
-static inline uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
-static inline void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
+/* Set once the BSP has called lapic_use_x2apic: every CPU then reaches
+ * its LAPIC through the x2APIC MSRs (0x800 + register / 16), and APs
+ * switch to x2APIC mode first thing when they start. */
+extern volatile bool rt_x2apic;
+static inline uint32_t lapic_read(uint32_t reg) {
+    return rt_x2apic ? (uint32_t)rdmsr(0x800 + (reg >> 4)) : mmio_read32(LAPIC_BASE + reg);
+}
+static inline void lapic_write(uint32_t reg, uint32_t v) {
+    if (rt_x2apic) wrmsr(0x800 + (reg >> 4), v); else mmio_write32(LAPIC_BASE + reg, v);
+}
+void lapic_use_x2apic(void);    /* this CPU and every AP started later */
+void lapic_x2apic_mode(void);   /* IA32_APIC_BASE: EN and EXTD on this CPU */
 static inline void lapic_eoi(void) { lapic_write(LAPIC_EOI, 0); }
 uint32_t lapic_id(void);
 void lapic_enable(void);        /* SVR software enable; spurious vector 0xff */

@@ -16,6 +16,7 @@ __attribute__((weak)) void ap_main(unsigned apic_id) { (void)apic_id; }
 
 void rt_ap_entry(void);
 void rt_ap_entry(void) {
+    if (rt_x2apic) lapic_x2apic_mode();
     lapic_enable();
     __atomic_fetch_add(&smp_cpus_online, 1, __ATOMIC_SEQ_CST);
     ap_main(lapic_id());

@@ -73,7 +73,7 @@ public final class Machine: Sendable {
         let system: KVMSystem
         do {
             if let kvm { system = kvm } else { system = try KVMSystem() }
-            try system.require(KVMCapability.required + [.irqchip, .pit2])
+            try system.require(KVMCapability.required + [.irqchip, .pit2] + (configuration.needsX2APICAPI ? [.x2apicAPI] : []))
         } catch {
             throw .kvmUnavailable(error)
         }
@@ -103,6 +103,7 @@ public final class Machine: Sendable {
             case .kernel:
                 try vm.createInterruptController()
                 try vm.createPIT()
+                if configuration.needsX2APICAPI { try vm.enableX2APICAPI() }
             case .userspace:
                 // x2APIC registers come to us as MSR exits.
                 try vm.enableUserSpaceMSRExits()

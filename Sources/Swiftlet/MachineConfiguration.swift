@@ -65,10 +65,13 @@ public struct MachineConfiguration: Sendable {
     /// from 255 up as x2APIC entries; 1024 is KVM_CAP_MAX_VCPUS on the hosts
     /// we know.
     public static let cpuRange = 1...1024
-    /// vCPUs with the in-kernel irqchip: xAPIC IDs are 8 bits and 0xff is
-    /// the broadcast ID. Beyond that KVM needs KVM_CAP_X2APIC_API (32-bit
-    /// IDs in its LAPIC state and MSI routes), which Swiftlet does not enable.
-    public static let kernelIRQChipCPURange = 1...254
+    /// vCPUs the in-kernel irqchip takes with 8-bit APIC IDs (0xff is the
+    /// broadcast ID). Above it Swiftlet enables KVM_CAP_X2APIC_API (32-bit
+    /// IDs in KVM's LAPICs and MSI routes), and the guest must use x2APIC
+    /// mode for those CPUs, as the MADT's x2APIC entries tell it.
+    public static let kernelIRQChipXAPICLimit = 254
+    /// Whether a machine with this configuration needs KVM_CAP_X2APIC_API.
+    public var needsX2APICAPI: Bool { irqchip == .kernel && possibleCPUs > Self.kernelIRQChipXAPICLimit }
     /// Guest RAM in MiB: enough for the boot structures and a small kernel,
     /// up to 1 TiB of address space (memory is only used when touched).
     public static let memoryRange = 4...(1 << 20)
@@ -82,10 +85,6 @@ public struct MachineConfiguration: Sendable {
             guard maxCPUs >= cpus, Self.cpuRange.contains(maxCPUs) else {
                 throw .invalid("--max-cpus must be between --cpus (\(cpus)) and \(Self.cpuRange.upperBound), not \(maxCPUs)")
             }
-        }
-        if irqchip == .kernel, possibleCPUs > Self.kernelIRQChipCPURange.upperBound {
-            let option = possibleCPUs > cpus ? "--max-cpus" : "--cpus"
-            throw .invalid("\(option) above \(Self.kernelIRQChipCPURange.upperBound) needs --irqchip userspace (the in-kernel irqchip has 8-bit APIC IDs)")
         }
         guard (0...1_000_000).contains(haltPollMicroseconds) else {
             throw .invalid("--halt-poll-us must be between 0 and 1000000, not \(haltPollMicroseconds)")

@@ -24,9 +24,6 @@ import SwiftletSystem
 
 struct InterruptBenchmark {
     static let vector: UInt8 = 0x40
-    /// The in-kernel irqchip's vCPU limit (8-bit APIC IDs).
-    static let kernelCPULimit = MachineConfiguration.kernelIRQChipCPURange.upperBound
-
     var guest: String
     var modes: [InterruptControllerMode] = [.userspace, .kernel]
     var cpuCounts: [Int] = [1, 64, 256, 1024]
@@ -52,13 +49,7 @@ struct InterruptBenchmark {
         print("interrupts: halted target: \(samples) samples after \(warmup) warm-up, \(gapMicroseconds) µs between samples; "
               + "the VM's other vCPUs are created but never started (blocked in wait-for-SIPI)")
         for mode in modes {
-            var counts: [Int] = []
-            for n in cpuCounts {
-                let count = mode == .kernel ? min(n, Self.kernelCPULimit) : n
-                if count != n { print("interrupts: \(mode): \(n) vCPUs needs --irqchip userspace; measuring \(count)") }
-                if !counts.contains(count) { counts.append(count) }
-            }
-            for cpus in counts { hostKind = halted(mode: mode, cpus: cpus) }
+            for cpus in cpuCounts { hostKind = halted(mode: mode, cpus: cpus) }
             hostKind = busy(mode: mode)
         }
         print("interrupts: host kind: \(hostKind)")

@@ -42,6 +42,7 @@ enum KVMInfoCommand {
         Row(capability: .ioeventfd, use: "device notifications by eventfd", required: false, showsValue: false),
         Row(capability: .signalMSI, use: "message-signalled interrupts", required: false, showsValue: false),
         Row(capability: .splitIRQChip, use: "userspace IOAPIC/PIC", required: false, showsValue: false),
+        Row(capability: .x2apicAPI, use: "over 254 vCPUs with --irqchip kernel", required: false, showsValue: false),
         Row(capability: .userSpaceMSR, use: "x2APIC MSRs in userspace (--irqchip userspace)", required: false, showsValue: false),
         Row(capability: .vcpuEvents, use: "exception injection", required: false, showsValue: false),
         Row(capability: .exitOnEmulationFailure, use: "instruction bytes in emulation failures", required: false, showsValue: false),

@@ -84,6 +84,14 @@ extension VirtualMachine {
         _ = try systemCall("KVM_ENABLE_CAP(\(capability))") { swl_ioctl_ptr(descriptor.rawValue, SWL_KVM_ENABLE_CAP, &cap) }
     }
 
+    /// KVM_CAP_X2APIC_API: the in-kernel LAPICs keep 32-bit x2APIC IDs and
+    /// MSIs carry destination bits 8–31 in address_hi, so APIC IDs above
+    /// 254 work; 0xff is no longer a broadcast in x2APIC mode. Before any
+    /// vCPU exists.
+    public func enableX2APICAPI() throws(SystemError) {
+        try enable(.x2apicAPI, arguments: [UInt64(KVM_X2APIC_API_USE_32BIT_IDS | KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK)])
+    }
+
     /// Routes MSR accesses KVM cannot complete (unknown or invalid MSRs, such
     /// as x2APIC registers without an in-kernel APIC) to userspace exits.
     public func enableUserSpaceMSRExits() throws(SystemError) {

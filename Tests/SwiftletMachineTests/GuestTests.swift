@@ -44,6 +44,21 @@ struct GuestTests {
         }
     }
 
+    /// APIC IDs beyond 8 bits: 300 vCPUs, the guest starts only APIC ID
+    /// 299 (x2APIC mode, INIT/SIPI by 32-bit ID), and the host's interrupt
+    /// to APIC ID 299 reaches it. With the in-kernel irqchip that MSI needs
+    /// KVM_CAP_X2APIC_API (destination bits 8-31 in address_hi); without it
+    /// KVM would deliver to APIC ID 299 & 0xff.
+    @Test(arguments: InterruptControllerMode.allCases)
+    func hostInterruptReachesAPICID299(irqchip: InterruptControllerMode) throws {
+        let run = try runGuest("x2apic", cpus: 300, irqchip: irqchip, timeout: 120) { machine, console in
+            try waitForOutput(console, containing: "x2apic: CPU 299 ready", timeout: 60)
+            try machine.sendInterrupt(vector: 0x40, toAPICID: 299)
+        }
+        #expect(run.exit == Self.success, "\(run.output)")
+        #expect(run.lines.contains("x2apic: CPU 299 got vector 0x40 from the host"), "\(run.output)")
+    }
+
     @Test(arguments: InterruptControllerMode.allCases)
     func timersInterrupt(irqchip: InterruptControllerMode) throws {
         let run = try runGuest("timer", irqchip: irqchip)
