@@ -103,10 +103,11 @@ public struct KVMCapability: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let tscDeadlineTimer = KVMCapability(KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER")
     public static let kvmclockControl = KVMCapability(KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL")
 
-    /// What Swiftlet cannot run without.
     /// 32-bit APIC IDs in the in-kernel LAPICs and MSI routes, for more
     /// than 254 vCPUs with the in-kernel irqchip.
     public static let x2apicAPI = KVMCapability(KVM_CAP_X2APIC_API, "KVM_CAP_X2APIC_API")
+
+    /// What Swiftlet cannot run without.
     public static let required: [KVMCapability] = [.userMemory, .setTSSAddress, .extendedCPUID, .immediateExit, .mpState]
 
     public var description: String { name }
