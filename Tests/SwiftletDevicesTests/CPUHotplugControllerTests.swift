@@ -1,5 +1,6 @@
 import SwiftletACPI
 import Testing
+import SwiftletTestSupport
 import SwiftletSystem
 @testable import SwiftletDevices
 
@@ -522,21 +523,10 @@ private struct Fixture {
 }
 
 @Suite struct CPUHotplugHostileGuestTests {
-    /// A deterministic generator (SplitMix64).
-    private struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
 
     @Test func randomAccessesKeepTheInvariants() throws {
         let f = Fixture(maxCPUs: 6, bootCPUs: 2)
-        var random = Random(state: 42)
+        var random = SeededGenerator(seed: 42)
         let sizes = [1, 2, 4, 8, 0, 3, 16]
         for step in 0..<20_000 {
             let r = random.next()
@@ -574,7 +564,7 @@ private struct Fixture {
         await withTaskGroup(of: Void.self) { group in
             for seed in 0..<4 {
                 group.addTask {
-                    var random = Random(state: UInt64(seed))
+                    var random = SeededGenerator(seed: UInt64(seed))
                     for _ in 0..<5_000 {
                         let r = random.next()
                         device.write(at: 0, size: 4, value: r & 7)
@@ -588,7 +578,7 @@ private struct Fixture {
                 }
             }
             group.addTask {
-                var random = Random(state: 99)
+                var random = SeededGenerator(seed: 99)
                 for _ in 0..<5_000 {
                     let index = Int(random.next() % 8)
                     switch random.next() % 3 {

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import SwiftletTestSupport
 import SwiftletSystem
 @testable import SwiftletDevices
 
@@ -696,7 +697,7 @@ private let H = true, L = false
     }
 
     @Test func hostileInputsAreHarmless() {
-        var rng = PITSeededGenerator(seed: 0x8254_0061)
+        var rng = SeededGenerator(seed: 0x8254_0061)
         let f = Fixture()
         var services = 0, writes = 0
         for _ in 0..<200_000 {
@@ -813,18 +814,5 @@ private let H = true, L = false
         #expect(done.wait(timeoutNanoseconds: 5_000_000_000))
         thread.join()
         #expect(!driver.isRunning)
-    }
-}
-
-/// SplitMix64 with a fixed seed: every run is the same.
-private struct PITSeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

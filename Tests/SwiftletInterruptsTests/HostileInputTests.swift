@@ -1,4 +1,5 @@
 import Testing
+import SwiftletTestSupport
 @testable import SwiftletInterrupts
 
 /// The guest is untrusted: random offsets, sizes, values, MSRs, pins and

@@ -31,20 +31,6 @@ final class LineRecorder: InterruptLine {
     var level: Bool { levels.withLock { $0.last ?? false } }
 }
 
-/// SplitMix64: a small generator with a fixed seed, so the randomized tests
-/// do the same thing on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 // xAPIC register offsets used by the tests (Intel SDM Vol. 3A table 10-1).
 enum Reg {
     static let id: UInt64 = 0x20, version: UInt64 = 0x30, tpr: UInt64 = 0x80, apr: UInt64 = 0x90
