@@ -89,12 +89,7 @@ struct MachineControlTests {
         weak var machine: Machine?
         weak var vcpu: VCPU?
         try {
-            var configuration = try guestConfiguration("spin", cpus: 2, irqchip: irqchip)
-            configuration.maxCPUs = 3
-            let run = try runGuest(configuration: configuration) { machine, console in
-                try waitForOutput(console, containing: "spin: 2 CPUs spinning")
-                machine.stop(reason: "test done")
-            }
+            let run = try runSpinGuestAndStop(cpus: 2, maxCPUs: 3, irqchip: irqchip, reason: "test done")
             #expect(run.exit == .stopped(reason: "test done"))
             machine = run.machine
             vcpu = run.machine.vcpus.last

@@ -86,12 +86,7 @@ struct VCPUSoakTests {
     @Test(arguments: InterruptControllerMode.allCases)
     func machinesRunOneAfterAnotherReleaseEverything(irqchip: InterruptControllerMode) throws {
         func runOne() throws {
-            var configuration = try guestConfiguration("spin", cpus: 2, irqchip: irqchip)
-            configuration.maxCPUs = 3
-            let run = try runGuest(configuration: configuration) { machine, console in
-                try waitForOutput(console, containing: "spin: 2 CPUs spinning")
-                machine.stop(reason: "next")
-            }
+            let run = try runSpinGuestAndStop(cpus: 2, maxCPUs: 3, irqchip: irqchip, reason: "next")
             #expect(run.exit == .stopped(reason: "next"))
         }
         // The first run creates what the process keeps for good (the

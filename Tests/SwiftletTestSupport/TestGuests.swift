@@ -92,6 +92,19 @@ public func runGuest(_ guest: String, cpus: Int = 1, memoryMiB: Int = 128, comma
                  timeout: timeout, whileRunning: whileRunning)
 }
 
+/// Runs the `spin` guest with `cpus` vCPUs (and `maxCPUs` possible ones,
+/// the spares parked) until every CPU spins, then stops it with `reason`:
+/// a machine that ran and ended, for tests of what ending leaves behind.
+public func runSpinGuestAndStop(cpus: Int, maxCPUs: Int? = nil, irqchip: InterruptControllerMode,
+                                reason: String) throws -> GuestRun {
+    var configuration = try guestConfiguration("spin", cpus: cpus, irqchip: irqchip)
+    configuration.maxCPUs = maxCPUs
+    return try runGuest(configuration: configuration) { machine, console in
+        try waitForOutput(console, containing: "spin: \(cpus) CPUs spinning")
+        machine.stop(reason: reason)
+    }
+}
+
 /// Runs a VM until it ends; stops it after `timeout` seconds so a broken
 /// guest or VMM fails the test instead of hanging it. `whileRunning` gets
 /// the started machine and its console capture (to feed input, pause,
